@@ -1,0 +1,1 @@
+"""Binaries that collect data, train models and evaluate them."""

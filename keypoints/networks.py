@@ -1,0 +1,201 @@
+"""Flax modules of the Transporter: feature encoder Phi, keypoint net Psi and RefineNet.
+
+Shapes: images enter as uint8 or float [B, H, W, 3] and are mapped to float32 in [-0.5, 0.5]
+by `normalize_images`; feature maps are [B, H/s, W/s, C] where s is the product of the encoder
+strides; keypoints follow `keypoint_ops` ((x, y) in [-1, 1] on the feature map).
+
+Initialisation follows the reference (Sonnet): weights from a normal of std 1/sqrt(fan_in)
+truncated at two std, biases zero. Flax's default `lecun_normal` rescales the truncated normal
+so that its *actual* std is 1/sqrt(fan_in), about 14% larger than the reference's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from keypoints import keypoint_ops
+
+# variance_scaling divides the truncated normal's std by 0.8796 to undo the truncation; scaling
+# the variance by 0.8796^2 gives back the reference's plain truncated_normal(1/sqrt(fan_in)).
+_TRUNCATION_STD = 0.87962566103423978
+reference_init = nn.initializers.variance_scaling(_TRUNCATION_STD**2, "fan_in", "truncated_normal")
+
+NORMS = ("instance", "layer", "batch", "none")
+
+
+def normalize_images(images: jax.Array) -> jax.Array:
+  """uint8 [0, 255] (or float in [0, 1] times 255) -> float32 in [-0.5, 0.5]."""
+  return images.astype(jnp.float32) / 255.0 - 0.5
+
+
+class Norm(nn.Module):
+  """The normalisation chosen by name; instance norm is the default (see configs)."""
+  kind: str
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    if self.kind == "instance":
+      return nn.InstanceNorm(epsilon=1e-5)(x)
+    if self.kind == "layer":
+      return nn.LayerNorm(epsilon=1e-5, reduction_axes=(-3, -2, -1), feature_axes=-1)(x)
+    if self.kind == "batch":
+      return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-5)(x)
+    if self.kind == "none":
+      return x
+    raise ValueError(f"unknown normalisation {self.kind!r}; expected one of {NORMS}")
+
+
+class ConvBlock(nn.Module):
+  """Conv -> norm -> ReLU."""
+  features: int
+  kernel: int
+  stride: int
+  norm: str
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
+                padding="SAME", kernel_init=reference_init)(x)
+    return nn.relu(Norm(self.norm)(x, train))
+
+
+class Encoder(nn.Module):
+  """A plain conv stack (Phi, and the trunk of Psi): [B, H, W, 3] -> [B, H/s, W/s, C]."""
+  filters: Sequence[int]
+  kernels: Sequence[int]
+  strides: Sequence[int]
+  norm: str = "instance"
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+    x = images
+    for f, k, s in zip(self.filters, self.kernels, self.strides, strict=True):
+      x = ConvBlock(f, k, s, self.norm)(x, train)
+    return x
+
+
+class KeypointNet(nn.Module):
+  """Psi: its own encoder, a 1x1 conv to K heatmaps, spatial softmax.
+
+  Returns keypoints [B, K, 2] and the raw heatmap logits [B, h, w, K].
+  """
+  num_keypoints: int
+  filters: Sequence[int]
+  kernels: Sequence[int]
+  strides: Sequence[int]
+  norm: str = "instance"
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    x = Encoder(self.filters, self.kernels, self.strides, self.norm)(images, train)
+    logits = nn.Conv(self.num_keypoints, (1, 1), kernel_init=reference_init)(x)
+    return keypoint_ops.spatial_softmax(logits), logits
+
+
+class RefineNet(nn.Module):
+  """Decoder mirroring the encoder: conv pairs and bilinear upsampling back to the image size.
+
+  At each feature scale two 3x3 conv blocks, then a bilinear x2 upsampling with the filters
+  halved; at the image scale one 3x3 conv block and a final *linear* 3x3 conv to RGB.
+  """
+  initial_filters: int
+  output_size: tuple[int, int]
+  norm: str = "instance"
+  output_channels: int = 3
+
+  @nn.compact
+  def __call__(self, features: jax.Array, train: bool = False) -> jax.Array:
+    x = features
+    filters = self.initial_filters
+    height, width = self.output_size
+    while x.shape[1] < height:
+      x = ConvBlock(filters, 3, 1, self.norm)(x, train)
+      x = ConvBlock(filters, 3, 1, self.norm)(x, train)
+      new_h, new_w = min(2 * x.shape[1], height), min(2 * x.shape[2], width)
+      x = jax.image.resize(x, (x.shape[0], new_h, new_w, x.shape[3]), "bilinear")
+      filters = max(filters // 2, 8)
+    x = ConvBlock(filters, 3, 1, self.norm)(x, train)
+    return nn.Conv(self.output_channels, (3, 3), padding="SAME", kernel_init=reference_init)(x)
+
+
+class Transporter(nn.Module):
+  """Phi, Psi and RefineNet, reconstructing a target frame from a source frame by transport.
+
+  Attributes mirror `configs.model_config()`.
+  """
+  num_keypoints: int
+  image_size: tuple[int, int]
+  filters: Sequence[int]
+  kernels: Sequence[int]
+  strides: Sequence[int]
+  decoder_filters: int
+  gauss_std: float = 0.1
+  norm: str = "instance"
+
+  def setup(self):
+    self.encoder = Encoder(self.filters, self.kernels, self.strides, self.norm)
+    self.keypointer = KeypointNet(self.num_keypoints, self.filters, self.kernels, self.strides,
+                                  self.norm)
+    self.decoder = RefineNet(self.decoder_filters, tuple(self.image_size), self.norm)
+
+  def _branch(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
+    images = normalize_images(images)
+    features = self.encoder(images, train)
+    keypoints, _ = self.keypointer(images, train)
+    maps = keypoint_ops.gaussian_maps(keypoints, features.shape[1], features.shape[2],
+                                      self.gauss_std)
+    return {"features": features, "keypoints": keypoints, "maps": maps}
+
+  def __call__(self, source: jax.Array, target: jax.Array, train: bool = False) -> dict[str, Any]:
+    """Reconstructs `target` [B, H, W, 3] from `source` [B, H, W, 3].
+
+    The source branch (its features and keypoints) is a constant for the gradient: only the
+    target's keypoints and features are trained to explain what changed.
+
+    Returns:
+      {"reconstruction": [B, H, W, 3] in normalised units, "source": ..., "target": ...},
+      the last two as returned by `detect` plus "maps" and "features".
+    """
+    # Phi and Psi see source and target separately: the source branch needs no backward pass,
+    # and a concatenated batch would make XLA compute weight gradients for it (all zeros).
+    src = jax.tree.map(jax.lax.stop_gradient, self._branch(source, train))
+    tgt = self._branch(target, train)
+    transported = keypoint_ops.transport(src["maps"], tgt["maps"], src["features"],
+                                         tgt["features"])
+    return {"reconstruction": self.decoder(transported, train), "source": src, "target": tgt}
+
+  def detect(self, images: jax.Array) -> jax.Array:
+    """Keypoints [B, K, 2] ((x, y) in [-1, 1] on the feature map) of uint8 [B, H, W, 3] images."""
+    keypoints, _ = self.keypointer(normalize_images(images), False)
+    return keypoints
+
+  def detect_with_features(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Keypoints [B, K, 2] and Phi's features bilinearly sampled at them, [B, K, C]."""
+    images = normalize_images(images)
+    keypoints, _ = self.keypointer(images, False)
+    features = self.encoder(images, False)
+    return keypoints, sample_at(features, keypoints)
+
+
+def sample_at(features: jax.Array, keypoints: jax.Array) -> jax.Array:
+  """Bilinear samples of [B, h, w, C] features at [B, K, 2] normalised keypoints -> [B, K, C]."""
+  _, h, w, _ = features.shape
+  col = (keypoints[..., 0] + 1) * 0.5 * (w - 1)
+  row = (keypoints[..., 1] + 1) * 0.5 * (h - 1)
+
+  def one(feat, r, c):
+    coords = jnp.stack([r, c])  # [2, K]
+    return jax.vmap(lambda ch: jax.scipy.ndimage.map_coordinates(ch, coords, order=1,
+                                                                  mode="nearest"),
+                    in_axes=-1, out_axes=-1)(feat)
+
+  return jax.vmap(one)(features, row, col)
+
+
+def feature_stride(strides: Sequence[int]) -> int:
+  return math.prod(strides)

@@ -1,0 +1,1 @@
+"""Environments for collecting frame datasets and for keypoint-based reinforcement learning."""
