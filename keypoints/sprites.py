@@ -33,7 +33,9 @@ def generate(num_episodes: int, episode_length: int, size: int = 32, num_sprites
   positions = np.zeros((num_episodes, episode_length, num_sprites, 2), np.float32)
   for e in range(num_episodes):
     pos = rng.uniform(lo, hi, (num_sprites, 2))
-    vel = rng.uniform(-max_speed, max_speed, (num_sprites, 2))
+    # Every sprite moves (at least half max_speed per axis): a still sprite needs no keypoint.
+    vel = rng.uniform(max_speed / 2, max_speed, (num_sprites, 2))
+    vel *= rng.choice([-1.0, 1.0], (num_sprites, 2))
     for t in range(episode_length):
       positions[e, t] = pos
       for n in range(num_sprites):

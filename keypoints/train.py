@@ -73,6 +73,12 @@ def create_train_state(key: jax.Array, model: nn.Module, tx: optax.GradientTrans
                     key=sample_key, apply_fn=model.apply, tx=tx)
 
 
+def checkpoint_pytree(state: TrainState) -> dict[str, Any]:
+  """The checkpointed part of a train state: everything but its static functions."""
+  return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
+          "opt_state": state.opt_state, "key": state.key}
+
+
 def loss_fn(params: Any, batch_stats: Any, apply_fn: Callable, batch: dict[str, jax.Array],
             train: bool = True) -> tuple[jax.Array, tuple[dict[str, Any], Any]]:
   """Mean squared reconstruction error of the target frame.
@@ -116,21 +122,18 @@ def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainSta
 
 
 def sample_and_train(state: TrainState, frames: jax.Array, pair_index: data_lib.PairIndex,
-                     batch_size: int, min_offset: int = 1,
-                     num_steps: int = 1) -> tuple[TrainState, dict]:
-  """`num_steps` steps, each on a fresh batch drawn with the state's key; mean metrics.
+                     batch_size: int, min_offset: int = 1) -> tuple[TrainState, dict]:
+  """One step on a fresh batch of pairs drawn with (and advancing) the state's own key.
 
-  The steps run in a `lax.scan`, so one dispatch covers many steps.
+  Args:
+    frames: uint8 [N, H, W, 3], all training frames (on device).
+    pair_index: from `data.make_pair_index` for the same frames.
   """
-
-  def one(state, _):
-    key, sample_key = jax.random.split(state.key)
-    batch = data_lib.sample_pairs(sample_key, frames, pair_index, batch_size, min_offset)
-    state, metrics = train_step(state.replace(key=key), batch)
-    return state, metrics
-
-  state, metrics = jax.lax.scan(one, state, None, length=num_steps)
-  return state, jax.tree.map(jnp.mean, metrics)
+  # One step per dispatch on purpose: XLA:CPU runs convolutions inside a while loop
+  # (lax.scan) more than ten times slower than at the top level.
+  key, sample_key = jax.random.split(state.key)
+  batch = data_lib.sample_pairs(sample_key, frames, pair_index, batch_size, min_offset)
+  return train_step(state.replace(key=key), batch)
 
 
 def eval_loss(state: TrainState, batch: dict[str, jax.Array]) -> jax.Array:

@@ -1,0 +1,145 @@
+"""Trains a Transporter on a collected frame dataset; restarting with the same --run_dir resumes.
+
+  python -m experiments.train_transporter --config=experiments/configs/pong.py --run_dir=runs/pong
+  # any config field can be overridden, e.g. --config.train.batch_size=32 --config.model.arch=...
+
+Writes into the run directory: config.json, metrics.csv + TensorBoard events (loss, held-out
+loss, keypoint spread), images/keypoints_<step>.gif (keypoints on a held-out episode),
+images/reconstruction_<step>.png (source | target | reconstruction rows) and Orbax checkpoints
+every `checkpoint_every` steps, at the end, and on SIGTERM / Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+from tqdm import tqdm
+
+from experiments import harness
+from keypoints import configs as configs_lib
+from keypoints import data as data_lib
+from keypoints import inference
+from keypoints import train as train_lib
+from keypoints import visualize
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/pong.py",
+    "Training config file (a Python file with get_config()); override fields with "
+    "--config.<field>=<value>.")
+_RUN_DIR = flags.DEFINE_string(
+    "run_dir", None, "Run directory for config, metrics, pictures and checkpoints; "
+    "an existing one is resumed.", required=True)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 for multi-host training.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of hosts in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index in the job.")
+
+
+def write_pictures(run_dir, step, state, model, heldout, config, pairs) -> None:
+  """Keypoint GIF on a held-out episode and a reconstruction strip."""
+  images = run_dir / "images"
+  images.mkdir(exist_ok=True)
+  episode = heldout.frames[heldout.episode(0)][:config.gif_frames]
+  variables = {"params": state.params}
+  if state.batch_stats:
+    variables["batch_stats"] = state.batch_stats
+  detector = inference.Detector(model, variables)
+  xy = detector(episode)
+  gif = visualize.overlay(episode, xy)
+  visualize.write_gif(images / f"keypoints_{step:07d}.gif", gif)
+  visualize.write_gif(images / "keypoints_latest.gif", gif)
+  out = model.apply(variables, pairs["source"], pairs["target"])
+  recon = np.clip((np.asarray(out["reconstruction"]) + 0.5) * 255, 0, 255).astype(np.uint8)
+  kp_t = inference.to_pixels(np.asarray(out["target"]["keypoints"]), detector.feature_size,
+                             detector.image_size)
+  kp_s = inference.to_pixels(np.asarray(out["source"]["keypoints"]), detector.feature_size,
+                             detector.image_size)
+  rows = np.concatenate([visualize.overlay(np.asarray(pairs["source"]), kp_s),
+                         visualize.overlay(np.asarray(pairs["target"]), kp_t),
+                         visualize.overlay(recon, kp_t)])
+  visualize.write_png(images / f"reconstruction_{step:07d}.png",
+                      visualize.tile(rows, len(pairs["source"])))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  harness.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  config = _CONFIG.value
+  try:
+    configs_lib.validate(config.model, config.train)
+    dataset = data_lib.load_dataset(
+        config.dataset.path, None if config.dataset.max_episodes < 0 else config.dataset.max_episodes)
+    if tuple(dataset.frames.shape[1:3]) != tuple(config.model.image_size):
+      raise ValueError(f"dataset frames are {dataset.frames.shape[1]}x{dataset.frames.shape[2]} "
+                       f"but config.model.image_size is {tuple(config.model.image_size)}")
+    train_set, heldout = dataset.split(config.dataset.heldout_episodes)
+    pair_index = data_lib.make_pair_index(train_set.episode_lengths, config.train.min_offset,
+                                          config.train.max_offset)
+    run_dir = harness.prepare_run_dir(_RUN_DIR.value, config)
+  except (ValueError, FileNotFoundError) as e:
+    sys.exit(f"error: {e}")
+
+  model = train_lib.build_model(config.model)
+  tx = train_lib.build_optimizer(config.train)
+  state = train_lib.create_train_state(jax.random.PRNGKey(config.train.seed), model, tx,
+                                       tuple(config.model.image_size))
+  manager = harness.make_checkpoint_manager(run_dir)
+  restored_step, restored = harness.restore_latest(
+      manager, jax.eval_shape(lambda: train_lib.checkpoint_pytree(state)))
+  if restored is not None:
+    state = state.replace(**restored)
+  step = int(state.step)
+
+  frames = jnp.asarray(train_set.frames)
+  step_fn = jax.jit(functools.partial(train_lib.sample_and_train,
+                                      batch_size=config.train.batch_size,
+                                      min_offset=config.train.min_offset), donate_argnums=0)
+  # A fixed held-out batch for the held-out loss and the reconstruction picture.
+  heldout_index = data_lib.make_pair_index(heldout.episode_lengths, config.train.min_offset,
+                                           config.train.max_offset)
+  heldout_pairs = data_lib.sample_pairs(jax.random.PRNGKey(1), jnp.asarray(heldout.frames),
+                                        heldout_index, 8, config.train.min_offset)
+  eval_fn = jax.jit(train_lib.eval_loss)
+  writer = harness.make_writer(run_dir)
+  logging.info("Training %s (%d params) on %d frames (%d episodes), from step %d to %d",
+               config.model.arch, sum(x.size for x in jax.tree.leaves(state.params)),
+               len(train_set.frames), train_set.num_episodes, step, config.train.num_steps)
+
+  sums, count = {}, 0
+  is_main = jax.process_index() == 0
+  with harness.StopRequest() as stop, tqdm(total=config.train.num_steps, initial=step,
+                                           desc="train", disable=not is_main) as bar:
+    while step < config.train.num_steps and not stop.requested:
+      state, metrics = step_fn(state, frames, pair_index)
+      step += 1
+      bar.update(1)
+      for k, v in metrics.items():
+        sums[k] = sums.get(k, 0.0) + v
+      count += 1
+      last = step == config.train.num_steps
+      if step % config.log_every == 0 or last:
+        scalars = {k: float(v) / count for k, v in sums.items()}
+        scalars["heldout_loss"] = float(eval_fn(state, heldout_pairs))
+        writer.write(step, scalars)
+        bar.set_postfix(loss=f"{scalars['loss']:.5f}", heldout=f"{scalars['heldout_loss']:.5f}")
+        sums, count = {}, 0
+      if is_main and (step % config.image_every == 0 or last):
+        write_pictures(run_dir, step, state, model, heldout, config, heldout_pairs)
+      if step % config.checkpoint_every == 0 or last or stop.requested:
+        harness.save_checkpoint(manager, step, train_lib.checkpoint_pytree(state))
+  manager.wait_until_finished()
+  writer.close()
+  logging.info("Stopped at step %d; run directory %s", step, run_dir)
+
+
+if __name__ == "__main__":
+  app.run(main)

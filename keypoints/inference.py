@@ -1,0 +1,110 @@
+"""The detector API: keypoints (and Phi features at them) of raw frames from a trained run.
+
+    from keypoints.inference import load_detector
+    detect = load_detector(run_dir)   # restores the run's config and latest checkpoint
+    xy = detect(frames)               # uint8 [N, H, W, 3], any H, W -> float32 [N, K, 2]
+    xy, feats = detect.features(frames)  # ... and float32 [N, K, C] Phi features at them
+
+Keypoints are (x, y) pixels of the *input* frame, (0, 0) the centre of its top-left pixel.
+Frames are resized to the model's resolution with `keypoints.data.resize_frames`, the resize
+used when the training data was collected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from keypoints import data as data_lib
+from keypoints import networks
+from keypoints import train as train_lib
+
+
+def to_pixels(keypoints: np.ndarray | jax.Array, feature_size: tuple[int, int],
+              image_size: tuple[int, int], frame_size: tuple[int, int] | None = None):
+  """Normalised feature-map keypoints [..., 2] -> (x, y) pixels of a frame.
+
+  A feature cell covers a stride x stride block of the model's image; its centre is the
+  block's centre. `frame_size` (H, W) rescales to a raw frame the image was resized from.
+  """
+  (fh, fw), (h, w) = feature_size, image_size
+  x = ((keypoints[..., 0] + 1) * 0.5 * (fw - 1) + 0.5) * (w / fw) - 0.5
+  y = ((keypoints[..., 1] + 1) * 0.5 * (fh - 1) + 0.5) * (h / fh) - 0.5
+  if frame_size is not None:
+    x = (x + 0.5) * frame_size[1] / w - 0.5
+    y = (y + 0.5) * frame_size[0] / h - 0.5
+  return np.stack([np.asarray(x), np.asarray(y)], axis=-1).astype(np.float32)
+
+
+class Detector:
+  """Callable keypoint detector bound to trained parameters (see module docstring)."""
+
+  def __init__(self, model: networks.Transporter, variables: dict):
+    self.model = model
+    self.num_keypoints = model.num_keypoints
+    self.image_size = tuple(model.image_size)
+    stride = networks.feature_stride(model.strides)
+    self.feature_size = (self.image_size[0] // stride, self.image_size[1] // stride)
+    self._variables = variables
+    self._detect = jax.jit(lambda v, x: model.apply(v, x, method=model.detect))
+    self._features = jax.jit(lambda v, x: model.apply(v, x, method=model.detect_with_features))
+
+  def _prepare(self, frames) -> tuple[np.ndarray, tuple[int, int]]:
+    frames = np.asarray(frames)
+    if frames.ndim == 3:
+      raise ValueError(f"frames must be a batch uint8 [N, H, W, 3]; got one frame of shape "
+                       f"{list(frames.shape)} (use frames[None])")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+      raise ValueError(f"frames must be uint8 [N, H, W, 3], got shape {list(frames.shape)}")
+    if frames.dtype != np.uint8:
+      raise ValueError(f"frames must be uint8 (raw environment frames), got {frames.dtype}")
+    size = frames.shape[1:3]
+    return data_lib.resize_frames(frames, *self.image_size), size
+
+  def __call__(self, frames) -> np.ndarray:
+    """uint8 [N, H, W, 3] -> float32 [N, K, 2] (x, y) pixels of the input frames."""
+    images, size = self._prepare(frames)
+    kp = self._detect(self._variables, jnp.asarray(images))
+    return to_pixels(np.asarray(kp), self.feature_size, self.image_size, size)
+
+  def features(self, frames) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 [N, H, W, 3] -> ((x, y) pixels [N, K, 2], Phi features at them [N, K, C])."""
+    images, size = self._prepare(frames)
+    kp, feats = self._features(self._variables, jnp.asarray(images))
+    return (to_pixels(np.asarray(kp), self.feature_size, self.image_size, size),
+            np.asarray(feats))
+
+
+def build_from_config(config: ml_collections.ConfigDict):
+  """(model, optimizer) described by a run config."""
+  return train_lib.build_model(config.model), train_lib.build_optimizer(config.train)
+
+
+def load_detector(run_dir: str | os.PathLike, step: int | None = None) -> Detector:
+  """Restores a run's config and its latest (or given) checkpoint as a `Detector`."""
+  run_dir = pathlib.Path(run_dir)
+  config_path = run_dir / "config.json"
+  if not config_path.is_file():
+    raise FileNotFoundError(f"{config_path} is missing: {run_dir} is not a training run")
+  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  model, tx = build_from_config(config)
+  abstract = jax.eval_shape(
+      lambda: train_lib.checkpoint_pytree(train_lib.create_train_state(
+          jax.random.PRNGKey(0), model, tx, tuple(config.model.image_size))))
+  manager = ocp.CheckpointManager((run_dir / "checkpoints").absolute())
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"{run_dir / 'checkpoints'} holds no checkpoint yet")
+  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  variables = {"params": restored["params"]}
+  if restored["batch_stats"]:
+    variables["batch_stats"] = restored["batch_stats"]
+  return Detector(model, variables)
+

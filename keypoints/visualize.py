@@ -1,0 +1,60 @@
+"""Pictures of keypoints: overlays on frames and GIFs. Keypoints are (x, y) pixels."""
+
+from __future__ import annotations
+
+import os
+
+import imageio.v3 as iio
+import numpy as np
+
+# Distinct colours for keypoint indices (cycled for K > 10).
+PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 128, 255], [255, 255, 0], [255, 0, 255],
+                    [0, 255, 255], [255, 128, 0], [128, 0, 255], [255, 255, 255],
+                    [128, 255, 128]], np.uint8)
+
+
+def overlay(frames: np.ndarray, keypoints: np.ndarray, scale: int = 4,
+            radius: float = 1.5) -> np.ndarray:
+  """Draws keypoints as coloured rings on upscaled frames.
+
+  Args:
+    frames: uint8 [N, H, W, 3].
+    keypoints: [N, K, 2] (x, y) pixel positions in `frames`.
+    scale: integer upscaling (nearest) so that small frames stay readable.
+    radius: ring radius in input pixels.
+
+  Returns:
+    uint8 [N, H * scale, W * scale, 3].
+  """
+  frames = np.repeat(np.repeat(np.asarray(frames), scale, axis=1), scale, axis=2).copy()
+  n, h, w, _ = frames.shape
+  ys, xs = np.mgrid[0:h, 0:w]
+  for i in range(n):
+    for k, (x, y) in enumerate(np.asarray(keypoints[i])):
+      if not np.isfinite([x, y]).all():
+        continue
+      cx, cy = (x + 0.5) * scale - 0.5, (y + 0.5) * scale - 0.5
+      d = np.hypot(xs - cx, ys - cy)
+      ring = np.abs(d - radius * scale) <= max(scale / 2, 1.0)
+      frames[i][ring] = PALETTE[k % len(PALETTE)]
+  return frames
+
+
+def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float = 10.0) -> None:
+  """Writes uint8 [N, H, W, 3] frames as a looping GIF."""
+  iio.imwrite(path, np.asarray(frames), extension=".gif", duration=1000.0 / fps, loop=0)
+
+
+def write_png(path: str | os.PathLike, frame: np.ndarray) -> None:
+  iio.imwrite(path, np.asarray(frame), extension=".png")
+
+
+def tile(frames: np.ndarray, columns: int) -> np.ndarray:
+  """[N, H, W, 3] -> one image of the frames in a grid, `columns` wide."""
+  n, h, w, c = frames.shape
+  rows = -(-n // columns)
+  grid = np.zeros((rows * h, columns * w, c), np.uint8)
+  for i in range(n):
+    r, col = divmod(i, columns)
+    grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = frames[i]
+  return grid
