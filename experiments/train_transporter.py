@@ -57,7 +57,8 @@ def write_pictures(run_dir, step, state, model, heldout, config, pairs) -> None:
   visualize.write_gif(images / f"keypoints_{step:07d}.gif", gif)
   visualize.write_gif(images / "keypoints_latest.gif", gif)
   out = model.apply(variables, pairs["source"], pairs["target"])
-  recon = np.clip((np.asarray(out["reconstruction"]) + 0.5) * 255, 0, 255).astype(np.uint8)
+  recon = np.asarray(out["reconstruction"] + out["frame_mean"])
+  recon = np.clip(recon * 255, 0, 255).astype(np.uint8)
   kp_t = inference.to_pixels(np.asarray(out["target"]["keypoints"]), detector.feature_size,
                              detector.image_size)
   kp_s = inference.to_pixels(np.asarray(out["source"]["keypoints"]), detector.feature_size,
@@ -90,8 +91,9 @@ def main(argv):
 
   model = train_lib.build_model(config.model)
   tx = train_lib.build_optimizer(config.train)
+  frame_mean = train_set.mean_frame() if config.model.centering == "mean_frame" else None
   state = train_lib.create_train_state(jax.random.PRNGKey(config.train.seed), model, tx,
-                                       tuple(config.model.image_size))
+                                       tuple(config.model.image_size), frame_mean)
   manager = harness.make_checkpoint_manager(run_dir)
   restored_step, restored = harness.restore_latest(
       manager, jax.eval_shape(lambda: train_lib.checkpoint_pytree(state)))

@@ -32,6 +32,9 @@ def model_config(arch: str = "deepmind", **overrides) -> ml_collections.ConfigDi
       image_size=(80, 80),
       gauss_std=0.1,  # in the [-1, 1] units of the feature map
       norm="instance",
+      # "constant": frames minus 0.5; "mean_frame": minus the training frames' average, which
+      # zeroes a static background so that only what moves carries signal (small Atari sprites).
+      centering="constant",
       **{k: tuple(v) if isinstance(v, tuple) else v for k, v in ARCHITECTURES[arch].items()},
   ))
   config.update(overrides)
@@ -58,6 +61,8 @@ def validate(model: ml_collections.ConfigDict, train: ml_collections.ConfigDict 
   """Raises ValueError with one line for a config that cannot work."""
   if model.num_keypoints < 1:
     raise ValueError(f"num_keypoints (K) must be >= 1, got {model.num_keypoints}")
+  if model.centering not in ("constant", "mean_frame"):
+    raise ValueError(f"centering must be 'constant' or 'mean_frame', got {model.centering!r}")
   if model.gauss_std <= 0:
     raise ValueError(f"gauss_std must be > 0, got {model.gauss_std}")
   if len({len(model.filters), len(model.kernels), len(model.strides)}) != 1:

@@ -69,6 +69,13 @@ class Dataset:
     start = int(self.episode_starts[i])
     return slice(start, start + int(self.episode_lengths[i]))
 
+  def mean_frame(self) -> np.ndarray:
+    """float32 [H, W, 3] in [0, 1]: the average frame (a static background shows up here)."""
+    total = np.zeros(self.frames.shape[1:], np.float64)
+    for chunk in np.array_split(self.frames, max(1, len(self.frames) // 4096)):
+      total += chunk.sum(0, dtype=np.float64)
+    return (total / len(self.frames) / 255.0).astype(np.float32)
+
   def select_episodes(self, indices) -> "Dataset":
     """A new dataset holding only the given episodes, in the given order."""
     slices = [self.episode(i) for i in indices]

@@ -1,8 +1,8 @@
 """Flax modules of the Transporter: feature encoder Phi, keypoint net Psi and RefineNet.
 
-Shapes: images enter as uint8 or float [B, H, W, 3] and are mapped to float32 in [-0.5, 0.5]
-by `normalize_images`; feature maps are [B, H/s, W/s, C] where s is the product of the encoder
-strides; keypoints follow `keypoint_ops` ((x, y) in [-1, 1] on the feature map).
+Shapes: images enter as uint8 or float [B, H, W, 3] on the [0, 255] scale and are mapped to
+float32 [0, 1] minus a centre (0.5, or the mean training frame) by `normalize_images`; feature
+maps are [B, H/s, W/s, C] where s is the product of the encoder strides; keypoints follow `keypoint_ops` ((x, y) in [-1, 1] on the feature map).
 
 Initialisation follows the reference (Sonnet): weights from a normal of std 1/sqrt(fan_in)
 truncated at two std, biases zero. Flax's default `lecun_normal` rescales the truncated normal
@@ -28,9 +28,9 @@ reference_init = nn.initializers.variance_scaling(_TRUNCATION_STD**2, "fan_in", 
 NORMS = ("instance", "layer", "batch", "none")
 
 
-def normalize_images(images: jax.Array) -> jax.Array:
-  """uint8 [0, 255] (or float in [0, 1] times 255) -> float32 in [-0.5, 0.5]."""
-  return images.astype(jnp.float32) / 255.0 - 0.5
+def normalize_images(images: jax.Array, frame_mean: jax.Array | float = 0.5) -> jax.Array:
+  """uint8 [0, 255] (or float on that scale) -> float32 [0, 1] minus `frame_mean` [H, W, 3]."""
+  return images.astype(jnp.float32) / 255.0 - frame_mean
 
 
 class Norm(nn.Module):
@@ -138,13 +138,21 @@ class Transporter(nn.Module):
   norm: str = "instance"
 
   def setup(self):
+    # Subtracted from every input frame (and from the reconstruction target). 0.5 by default;
+    # set to the training frames' mean to zero a static background (see configs).
+    # Never trained: only read through stop_gradient.
+    self.frame_mean = self.param("frame_mean", nn.initializers.constant(0.5),
+                                 (*self.image_size, 3))
     self.encoder = Encoder(self.filters, self.kernels, self.strides, self.norm)
     self.keypointer = KeypointNet(self.num_keypoints, self.filters, self.kernels, self.strides,
                                   self.norm)
     self.decoder = RefineNet(self.decoder_filters, tuple(self.image_size), self.norm)
 
+  def _normalize(self, images: jax.Array) -> jax.Array:
+    return normalize_images(images, jax.lax.stop_gradient(self.frame_mean))
+
   def _branch(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
-    images = normalize_images(images)
+    images = self._normalize(images)
     features = self.encoder(images, train)
     keypoints, _ = self.keypointer(images, train)
     maps = keypoint_ops.gaussian_maps(keypoints, features.shape[1], features.shape[2],
@@ -158,8 +166,9 @@ class Transporter(nn.Module):
     target's keypoints and features are trained to explain what changed.
 
     Returns:
-      {"reconstruction": [B, H, W, 3] in normalised units, "source": ..., "target": ...},
-      the last two as returned by `detect` plus "maps" and "features".
+      {"reconstruction": [B, H, W, 3] and "target_image": the target, both in normalised
+      units (add "frame_mean" for [0, 1] pixels), "source", "target": each branch's
+      "keypoints" [B, K, 2], Gaussian "maps" and "features"}.
     """
     # Phi and Psi see source and target separately: the source branch needs no backward pass,
     # and a concatenated batch would make XLA compute weight gradients for it (all zeros).
@@ -167,16 +176,18 @@ class Transporter(nn.Module):
     tgt = self._branch(target, train)
     transported = keypoint_ops.transport(src["maps"], tgt["maps"], src["features"],
                                          tgt["features"])
-    return {"reconstruction": self.decoder(transported, train), "source": src, "target": tgt}
+    return {"reconstruction": self.decoder(transported, train), "source": src, "target": tgt,
+            "target_image": self._normalize(target),
+            "frame_mean": jax.lax.stop_gradient(self.frame_mean)}
 
   def detect(self, images: jax.Array) -> jax.Array:
     """Keypoints [B, K, 2] ((x, y) in [-1, 1] on the feature map) of uint8 [B, H, W, 3] images."""
-    keypoints, _ = self.keypointer(normalize_images(images), False)
+    keypoints, _ = self.keypointer(self._normalize(images), False)
     return keypoints
 
   def detect_with_features(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Keypoints [B, K, 2] and Phi's features bilinearly sampled at them, [B, K, C]."""
-    images = normalize_images(images)
+    images = self._normalize(images)
     keypoints, _ = self.keypointer(images, False)
     features = self.encoder(images, False)
     return keypoints, sample_at(features, keypoints)

@@ -62,12 +62,19 @@ def build_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTr
 
 
 def create_train_state(key: jax.Array, model: nn.Module, tx: optax.GradientTransformation,
-                       image_size: tuple[int, int]) -> TrainState:
-  """Initialises parameters from `init_key` and keeps a sampling key derived from `key`."""
+                       image_size: tuple[int, int],
+                       frame_mean: jax.Array | None = None) -> TrainState:
+  """Initialises parameters from `init_key` and keeps a sampling key derived from `key`.
+
+  Args:
+    frame_mean: optional float [H, W, 3] in [0, 1] subtracted from every frame (default 0.5).
+  """
   init_key, sample_key = jax.random.split(key)
   dummy = jnp.zeros((1, *image_size, 3), jnp.uint8)
   variables = model.init(init_key, dummy, dummy, train=False)
   params = variables["params"]
+  if frame_mean is not None:
+    params = {**params, "frame_mean": jnp.asarray(frame_mean, jnp.float32)}
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
                     key=sample_key, apply_fn=model.apply, tx=tx)
@@ -97,8 +104,7 @@ def loss_fn(params: Any, batch_stats: Any, apply_fn: Callable, batch: dict[str, 
     batch_stats = updates["batch_stats"]
   else:
     out = apply_fn(variables, batch["source"], batch["target"], train=train)
-  target = networks.normalize_images(batch["target"])
-  loss = jnp.mean(jnp.square(out["reconstruction"] - target))
+  loss = jnp.mean(jnp.square(out["reconstruction"] - out["target_image"]))
   return loss, (out, batch_stats)
 
 

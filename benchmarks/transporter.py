@@ -1,0 +1,156 @@
+"""Transporter throughput, latency and memory on this machine: a table and JSON.
+
+  python -m benchmarks.transporter                 # default Atari config, batch 32 and 64
+  python -m benchmarks.transporter --archs=deepmind,paper --torch  # + a PyTorch twin, side by side
+
+Rows:
+  train/<arch>/b<B>   pairs/s of the jitted train step (sampling included), its achieved GFLOP/s
+                      (XLA's own FLOP count of the compiled step / time) and the process's peak RSS.
+  ceiling/matmul      GFLOP/s of a 2048^3 float32 matmul: what this CPU can do at best.
+  ceiling/conv        GFLOP/s of a 3x3 64->64 conv forward at 40x40, batch 32.
+  detect/<arch>/b1    median latency of the detector on one raw 210x160 Atari frame (resize
+                      included) and on one frame already at model size.
+  torch/<arch>/b<B>   the same model and step written in PyTorch (only with --torch).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app
+from absl import flags
+
+from keypoints import configs
+from keypoints import data as data_lib
+from keypoints import inference
+from keypoints import train as train_lib
+
+_ARCHS = flags.DEFINE_list("archs", ["deepmind"], "Architectures to time (deepmind, paper).")
+_BATCHES = flags.DEFINE_list("batch_sizes", ["32", "64"], "Train-step batch sizes.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed train steps per row (after one warm-up).")
+_KEYPOINTS = flags.DEFINE_integer("num_keypoints", 4, "K.")
+_SIZE = flags.DEFINE_integer("size", 80, "Model image height and width.")
+_TORCH = flags.DEFINE_bool("torch", False, "Also time a PyTorch twin of the model, if installed.")
+_JSON = flags.DEFINE_string("json_out", None, "Also write the rows to this JSON file.")
+
+
+def peak_rss_mib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timeit(fn, steps: int) -> float:
+  """Seconds per call: one warm-up, then the median of `steps` timed calls."""
+  jax.block_until_ready(fn())
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def ceiling_rows() -> list[dict]:
+  a = jnp.ones((2048, 2048), jnp.float32)
+  mm = jax.jit(lambda a: a @ a)
+  t = _timeit(lambda: mm(a), 5)
+  x = jnp.ones((32, 40, 40, 64), jnp.float32)
+  w = jnp.ones((3, 3, 64, 64), jnp.float32) * 0.01
+  conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+  tc = _timeit(lambda: conv(x, w), 5)
+  conv_flops = 2 * 32 * 40 * 40 * 9 * 64 * 64
+  return [{"name": "ceiling/matmul", "gflops": 2 * 2048**3 / t / 1e9},
+          {"name": "ceiling/conv", "gflops": conv_flops / tc / 1e9}]
+
+
+def train_row(arch: str, batch: int, steps: int) -> dict:
+  size = _SIZE.value
+  mc = configs.model_config(arch, num_keypoints=_KEYPOINTS.value, image_size=(size, size))
+  tc = configs.train_config(batch_size=batch)
+  model = train_lib.build_model(mc)
+  state = train_lib.create_train_state(jax.random.PRNGKey(0), model,
+                                       train_lib.build_optimizer(tc), (size, size))
+  rng = np.random.default_rng(0)
+  frames = jnp.asarray(rng.integers(0, 256, (400, size, size, 3), dtype=np.uint8))
+  index = data_lib.make_pair_index(np.full(4, 100), 1, 20)
+  step = jax.jit(lambda s, f, i: train_lib.sample_and_train(s, f, i, batch))
+  compiled = step.lower(state, frames, index).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+  holder = [state]
+
+  def run():
+    holder[0], metrics = compiled(holder[0], frames, index)
+    return metrics
+
+  t = _timeit(run, steps)
+  return {"name": f"train/{arch}/b{batch}", "pairs_per_s": batch / t, "ms": t * 1e3,
+          "gflops": flops / t / 1e9, "gflop_per_step": flops / 1e9, "peak_rss_mib": peak_rss_mib()}
+
+
+def detect_rows(arch: str) -> list[dict]:
+  size = _SIZE.value
+  mc = configs.model_config(arch, num_keypoints=_KEYPOINTS.value, image_size=(size, size))
+  model = train_lib.build_model(mc)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3), jnp.uint8),
+                      jnp.zeros((1, size, size, 3), jnp.uint8))["params"]
+  detector = inference.Detector(model, {"params": params})
+  raw = np.random.default_rng(0).integers(0, 256, (1, 210, 160, 3), dtype=np.uint8)
+  small = np.random.default_rng(1).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+  rows = []
+  for name, frame in (("raw210x160", raw), (f"{size}x{size}", small)):
+    t = _timeit(lambda: detector(frame), 200)
+    rows.append({"name": f"detect/{arch}/b1/{name}", "ms": t * 1e3,
+                 "peak_rss_mib": peak_rss_mib()})
+  return rows
+
+
+def torch_row(arch: str, batch: int, steps: int) -> dict | None:
+  try:
+    from benchmarks import torch_twin  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  t = torch_twin.time_train_step(arch, batch, _SIZE.value, _KEYPOINTS.value, steps)
+  return {"name": f"torch/{arch}/b{batch}", "pairs_per_s": batch / t, "ms": t * 1e3,
+          "peak_rss_mib": peak_rss_mib()}
+
+
+def print_table(rows: list[dict]) -> None:
+  cols = ["name", "pairs_per_s", "ms", "gflops", "gflop_per_step", "peak_rss_mib"]
+  print(" | ".join(f"{c:>22}" if i == 0 else f"{c:>14}" for i, c in enumerate(cols)))
+  for r in rows:
+    cells = []
+    for i, c in enumerate(cols):
+      v = r.get(c, "")
+      s = f"{v:.2f}" if isinstance(v, float) else str(v)
+      cells.append(f"{s:>22}" if i == 0 else f"{s:>14}")
+    print(" | ".join(cells))
+
+
+def main(argv):
+  del argv
+  rows = ceiling_rows()
+  for arch in _ARCHS.value:
+    for b in _BATCHES.value:
+      rows.append(train_row(arch, int(b), _STEPS.value))
+      if _TORCH.value:
+        row = torch_row(arch, int(b), _STEPS.value)
+        if row:
+          rows.append(row)
+    rows += detect_rows(arch)
+  print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
+  print_table(rows)
+  if _JSON.value:
+    with open(_JSON.value, "w") as f:
+      json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+  app.run(main)

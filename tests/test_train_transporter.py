@@ -1,0 +1,137 @@
+"""End to end: the training binary, its pictures, checkpoints, resume and bad input."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from keypoints import inference
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _cmd(dataset, run_dir, *extra, steps=30):
+  return [sys.executable, "-m", "experiments.train_transporter",
+          "--config=experiments/configs/sprites.py", f"--config.dataset.path={dataset}",
+          f"--run_dir={run_dir}", "--config.model.image_size=(16, 16)",
+          "--config.model.num_keypoints=3", "--config.train.batch_size=4",
+          f"--config.train.num_steps={steps}", "--config.checkpoint_every=10",
+          "--config.image_every=15", "--config.log_every=5", "--config.gif_frames=8", *extra]
+
+
+def _run(cmd, **kwargs):
+  return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def _final(run_dir, step):
+  manager = ocp.CheckpointManager(pathlib.Path(run_dir, "checkpoints").absolute())
+  return manager.restore(step, args=ocp.args.StandardRestore())
+
+
+def _wait_for_checkpoint(run_dir, step, proc, timeout=240):
+  path = pathlib.Path(run_dir, "checkpoints", str(step))
+  start = time.time()
+  while not path.is_dir():
+    assert proc.poll() is None, proc.communicate()
+    assert time.time() - start < timeout
+    time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def finished_run(sprites_dir, tmp_path_factory):
+  run_dir = tmp_path_factory.mktemp("runs") / "full"
+  result = _run(_cmd(sprites_dir, run_dir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  return run_dir
+
+
+def test_run_writes_metrics_pictures_and_checkpoints(finished_run):
+  rows = (finished_run / "metrics.csv").read_text().splitlines()
+  assert rows[0].split(",")[:2] == ["step", "loss"] and len(rows) == 1 + 6
+  assert "heldout_loss" in rows[0]
+  assert list(finished_run.glob("events.out.tfevents.*"))
+  assert (finished_run / "images" / "keypoints_0000015.gif").stat().st_size > 0
+  assert (finished_run / "images" / "reconstruction_0000030.png").stat().st_size > 0
+  steps = sorted(int(p.name) for p in (finished_run / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps[-1] == 30
+  assert (finished_run / "config.json").is_file()
+
+
+def test_resume_after_kill_is_bit_exact(sprites_dir, finished_run, tmp_path):
+  run_dir = tmp_path / "killed"
+  proc = subprocess.Popen(_cmd(sprites_dir, run_dir), cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  _wait_for_checkpoint(run_dir, 10, proc)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert (pathlib.Path(run_dir, "checkpoints", "30")).exists() is False
+  result = _run(_cmd(sprites_dir, run_dir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Restoring checkpoint" in result.stderr
+  resumed, full = _final(run_dir, 30), _final(finished_run, 30)
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(full)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(sprites_dir, tmp_path):
+  run_dir = tmp_path / "term"
+  proc = subprocess.Popen(_cmd(sprites_dir, run_dir, steps=100000), cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  _wait_for_checkpoint(run_dir, 10, proc)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err[-3000:]
+  saved = [int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]
+  assert max(saved) > 10 and max(saved) % 10 != 0 or max(saved) >= 10
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--config.model.num_keypoints=0"], "num_keypoints (K) must be >= 1"),
+    (["--config.train.min_offset=5", "--config.train.max_offset=2"], "offset range is inverted"),
+    (["--config.model.image_size=(32, 32)"], "but config.model.image_size is (32, 32)"),
+])
+def test_bad_config_is_one_clear_error(sprites_dir, tmp_path, extra, message):
+  result = _run(_cmd(sprites_dir, tmp_path / "bad", *extra))
+  assert result.returncode != 0
+  assert message in result.stderr.strip().splitlines()[-1]
+  assert "Traceback" not in result.stderr
+
+
+def test_missing_dataset_is_one_clear_error(tmp_path):
+  result = _run(_cmd(tmp_path / "absent", tmp_path / "run"))
+  assert result.returncode != 0
+  assert result.stderr.strip().splitlines()[-1].startswith("error: dataset folder")
+  assert "Traceback" not in result.stderr
+
+
+def test_detector_on_raw_frames(finished_run, sprites_dir):
+  from keypoints import data as data_lib  # pylint: disable=g-import-not-at-top
+  frames = data_lib.load_dataset(sprites_dir).frames[:5]
+  detect = inference.load_detector(finished_run)
+  xy = detect(frames)
+  assert xy.shape == (5, 3, 2) and xy.dtype == np.float32
+  assert np.all((xy > -1) & (xy < 16))
+  # Frames 4x larger (nearest) resize back to exactly these frames: pixels scale by 4.
+  big = np.repeat(np.repeat(frames, 4, axis=1), 4, axis=2)
+  np.testing.assert_allclose(detect(big), (xy + 0.5) * 4 - 0.5, atol=1e-4)
+  xy2, feats = detect.features(frames)
+  np.testing.assert_allclose(xy2, xy, atol=1e-5)
+  assert feats.shape == (5, 3, 32) and np.isfinite(feats).all()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((16, 16, 3), np.uint8), "got one frame"),
+    (np.zeros((2, 16, 16, 4), np.uint8), "must be uint8 \\[N, H, W, 3\\]"),
+    (np.zeros((2, 16, 16, 3), np.float32), "must be uint8"),
+])
+def test_detector_rejects_bad_frames(finished_run, bad, message):
+  detect = inference.load_detector(finished_run)
+  with pytest.raises(ValueError, match=message):
+    detect(bad)
