@@ -118,7 +118,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainSta
   keypoints = out["target"]["keypoints"]
   metrics = {
       "loss": loss,
-      "grad_norm": optax.global_norm(grads),
+      "grad_norm": optax.tree.norm(grads),
       # How far apart the K keypoints sit (collapsed keypoints are a common failure).
       "keypoint_spread": jnp.mean(jnp.std(keypoints, axis=1)),
   }

@@ -17,10 +17,10 @@ from keypoints import inference
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _cmd(dataset, run_dir, *extra, steps=30):
+def _cmd(dataset, run_dir, *extra, steps=30, size=16):
   return [sys.executable, "-m", "experiments.train_transporter",
           "--config=experiments/configs/sprites.py", f"--config.dataset.path={dataset}",
-          f"--run_dir={run_dir}", "--config.model.image_size=(16, 16)",
+          f"--run_dir={run_dir}", f"--config.model.image_size=({size}, {size})",
           "--config.model.num_keypoints=3", "--config.train.batch_size=4",
           f"--config.train.num_steps={steps}", "--config.checkpoint_every=10",
           "--config.image_every=15", "--config.log_every=5", "--config.gif_frames=8", *extra]
@@ -54,8 +54,9 @@ def finished_run(sprites_dir, tmp_path_factory):
 
 def test_run_writes_metrics_pictures_and_checkpoints(finished_run):
   rows = (finished_run / "metrics.csv").read_text().splitlines()
-  assert rows[0].split(",")[:2] == ["step", "loss"] and len(rows) == 1 + 6
-  assert "heldout_loss" in rows[0]
+  header = rows[0].split(",")
+  assert header[0] == "step" and {"loss", "heldout_loss", "keypoint_spread"} <= set(header)
+  assert len(rows) == 1 + 6  # every 5 of 30 steps
   assert list(finished_run.glob("events.out.tfevents.*"))
   assert (finished_run / "images" / "keypoints_0000015.gif").stat().st_size > 0
   assert (finished_run / "images" / "reconstruction_0000030.png").stat().st_size > 0
@@ -88,17 +89,22 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(sprites_dir, tmp_path):
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == 0, err[-3000:]
+  assert "Received signal 15" in err
   saved = [int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]
-  assert max(saved) > 10 and max(saved) % 10 != 0 or max(saved) >= 10
+  last = max(saved)
+  assert 10 <= last < 100000
+  # The checkpoint is the step reached when the signal came, not only the last multiple of 10.
+  assert f"Stopped at step {last}" in err
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--config.model.num_keypoints=0"], "num_keypoints (K) must be >= 1"),
-    (["--config.train.min_offset=5", "--config.train.max_offset=2"], "offset range is inverted"),
-    (["--config.model.image_size=(32, 32)"], "but config.model.image_size is (32, 32)"),
+@pytest.mark.parametrize("extra, size, message", [
+    (["--config.model.num_keypoints=0"], 16, "num_keypoints (K) must be >= 1"),
+    (["--config.train.min_offset=5", "--config.train.max_offset=2"], 16,
+     "offset range is inverted"),
+    ([], 32, "but config.model.image_size is (32, 32)"),
 ])
-def test_bad_config_is_one_clear_error(sprites_dir, tmp_path, extra, message):
-  result = _run(_cmd(sprites_dir, tmp_path / "bad", *extra))
+def test_bad_config_is_one_clear_error(sprites_dir, tmp_path, extra, size, message):
+  result = _run(_cmd(sprites_dir, tmp_path / "bad", *extra, size=size))
   assert result.returncode != 0
   assert message in result.stderr.strip().splitlines()[-1]
   assert "Traceback" not in result.stderr
