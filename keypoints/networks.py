@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from keypoints import conv
 from keypoints import keypoint_ops
 
 # variance_scaling divides the truncated normal's std by 0.8796 to undo the truncation; scaling
@@ -59,8 +60,8 @@ class ConvBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
-                padding="SAME", kernel_init=reference_init)(x)
+    x = conv.Conv(self.features, (self.kernel, self.kernel), (self.stride, self.stride),
+                  kernel_init=reference_init)(x)
     return nn.relu(Norm(self.norm)(x, train))
 
 
@@ -93,7 +94,7 @@ class KeypointNet(nn.Module):
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
     x = Encoder(self.filters, self.kernels, self.strides, self.norm)(images, train)
-    logits = nn.Conv(self.num_keypoints, (1, 1), kernel_init=reference_init)(x)
+    logits = conv.Conv(self.num_keypoints, (1, 1), kernel_init=reference_init)(x)
     return keypoint_ops.spatial_softmax(logits), logits
 
 
@@ -120,7 +121,7 @@ class RefineNet(nn.Module):
       x = jax.image.resize(x, (x.shape[0], new_h, new_w, x.shape[3]), "bilinear")
       filters = max(filters // 2, 8)
     x = ConvBlock(filters, 3, 1, self.norm)(x, train)
-    return nn.Conv(self.output_channels, (3, 3), padding="SAME", kernel_init=reference_init)(x)
+    return conv.Conv(self.output_channels, (3, 3), kernel_init=reference_init)(x)
 
 
 class Transporter(nn.Module):

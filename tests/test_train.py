@@ -86,18 +86,20 @@ def test_paper_architecture_builds_and_steps():
 
 def test_transporter_learns_sprites():
   """A tiny Transporter puts a keypoint on every sprite of held-out frames; untrained does not."""
-  size, k, steps = 32, 4, 1000
+  size, k, steps = 32, 4, 600
   frames, positions = sprites.generate(12, 50, size=size, num_sprites=3, sprite_size=5, seed=0)
-  train_frames = jnp.asarray(frames[:10].reshape(-1, size, size, 3))
+  train_frames = frames[:10].reshape(-1, size, size, 3)
   test_frames = frames[10:].reshape(-1, size, size, 3)
   test_positions = positions[10:].reshape(-1, 3, 2)
-  mc = configs.model_config("deepmind", num_keypoints=k, image_size=(size, size))
+  mc = configs.model_config("deepmind", num_keypoints=k, image_size=(size, size),
+                            centering="mean_frame")
   tc = configs.train_config(batch_size=16, learning_rate=2e-3, max_offset=10)
   net = train.build_model(mc)
   state = train.create_train_state(jax.random.PRNGKey(0), net, train.build_optimizer(tc),
-                                   (size, size))
+                                   (size, size), train_frames.mean(0) / 255.0)
   index = data_lib.make_pair_index(np.full(10, 50), tc.min_offset, tc.max_offset)
-  step = jax.jit(lambda s: train.sample_and_train(s, train_frames, index, tc.batch_size))
+  device_frames = jnp.asarray(train_frames)
+  step = jax.jit(lambda s: train.sample_and_train(s, device_frames, index, tc.batch_size))
 
   def recall(state):
     xy = inference.Detector(net, {"params": state.params})(test_frames)
