@@ -17,7 +17,7 @@ from keypoints import inference
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _cmd(dataset, run_dir, *extra, steps=30, size=16):
+def _cmd(dataset, run_dir, *extra, steps=60, size=16):
   return [sys.executable, "-m", "experiments.train_transporter",
           "--config=experiments/configs/sprites.py", f"--config.dataset.path={dataset}",
           f"--run_dir={run_dir}", f"--config.model.image_size=({size}, {size})",
@@ -56,12 +56,12 @@ def test_run_writes_metrics_pictures_and_checkpoints(finished_run):
   rows = (finished_run / "metrics.csv").read_text().splitlines()
   header = rows[0].split(",")
   assert header[0] == "step" and {"loss", "heldout_loss", "keypoint_spread"} <= set(header)
-  assert len(rows) == 1 + 6  # every 5 of 30 steps
+  assert len(rows) == 1 + 12  # every 5 of 60 steps
   assert list(finished_run.glob("events.out.tfevents.*"))
   assert (finished_run / "images" / "keypoints_0000015.gif").stat().st_size > 0
-  assert (finished_run / "images" / "reconstruction_0000030.png").stat().st_size > 0
+  assert (finished_run / "images" / "reconstruction_0000060.png").stat().st_size > 0
   steps = sorted(int(p.name) for p in (finished_run / "checkpoints").iterdir() if p.name.isdigit())
-  assert steps[-1] == 30
+  assert steps[-1] == 60
   assert (finished_run / "config.json").is_file()
 
 
@@ -72,11 +72,11 @@ def test_resume_after_kill_is_bit_exact(sprites_dir, finished_run, tmp_path):
   _wait_for_checkpoint(run_dir, 10, proc)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  assert (pathlib.Path(run_dir, "checkpoints", "30")).exists() is False
+  assert not pathlib.Path(run_dir, "checkpoints", "60").exists()  # killed before the end
   result = _run(_cmd(sprites_dir, run_dir))
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Restoring checkpoint" in result.stderr
-  resumed, full = _final(run_dir, 30), _final(finished_run, 30)
+  resumed, full = _final(run_dir, 60), _final(finished_run, 60)
   for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(full)):
     np.testing.assert_array_equal(a, b)
 
