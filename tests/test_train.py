@@ -73,7 +73,7 @@ def test_batch_norm_variant_trains():
   assert any(jax.tree.leaves(changed))
 
 
-def test_paper_architecture_builds_and_steps():
+def test_paper_architecture_builds_at_stride_four():
   mc = configs.model_config("paper", num_keypoints=2, image_size=(16, 16))
   net = train.build_model(mc)
   state = train.create_train_state(jax.random.PRNGKey(0), net,
