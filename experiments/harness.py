@@ -49,13 +49,6 @@ def prepare_run_dir(run_dir: str | os.PathLike, config: ml_collections.ConfigDic
   return run_dir
 
 
-def load_config(run_dir: str | os.PathLike) -> ml_collections.ConfigDict:
-  path = pathlib.Path(run_dir) / "config.json"
-  if not path.is_file():
-    raise FileNotFoundError(f"{path} is missing: {run_dir} is not a run directory")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
-
-
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
   if isinstance(a, dict) and isinstance(b, dict):
     out = []

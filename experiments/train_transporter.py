@@ -43,20 +43,18 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of hosts in
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index in the job.")
 
 
-def write_pictures(run_dir, step, state, model, heldout, config, pairs) -> None:
+def write_pictures(run_dir, step, state, detector, heldout, config, pairs) -> None:
   """Keypoint GIF on a held-out episode and a reconstruction strip."""
   images = run_dir / "images"
   images.mkdir(exist_ok=True)
   episode = heldout.frames[heldout.episode(0)][:config.gif_frames]
-  variables = {"params": state.params}
-  if state.batch_stats:
-    variables["batch_stats"] = state.batch_stats
-  detector = inference.Detector(model, variables)
+  detector.variables = train_lib.model_variables(state.params, state.batch_stats)
+  model = detector.model
   xy = detector(episode)
   gif = visualize.overlay(episode, xy)
   visualize.write_gif(images / f"keypoints_{step:07d}.gif", gif)
   visualize.write_gif(images / "keypoints_latest.gif", gif)
-  out = model.apply(variables, pairs["source"], pairs["target"])
+  out = model.apply(detector.variables, pairs["source"], pairs["target"])
   recon = np.asarray(out["reconstruction"] + out["frame_mean"])
   recon = np.clip(recon * 255, 0, 255).astype(np.uint8)
   kp_t = inference.to_pixels(np.asarray(out["target"]["keypoints"]), detector.feature_size,
@@ -112,6 +110,7 @@ def main(argv):
                                         heldout_index, 8, config.train.min_offset)
   eval_fn = jax.jit(train_lib.eval_loss)
   writer = harness.make_writer(run_dir)
+  detector = inference.Detector(model, train_lib.model_variables(state.params, state.batch_stats))
   logging.info("Training %s (%d params) on %d frames (%d episodes), from step %d to %d",
                config.model.arch, sum(x.size for x in jax.tree.leaves(state.params)),
                len(train_set.frames), train_set.num_episodes, step, config.train.num_steps)
@@ -135,7 +134,7 @@ def main(argv):
         bar.set_postfix(loss=f"{scalars['loss']:.5f}", heldout=f"{scalars['heldout_loss']:.5f}")
         sums, count = {}, 0
       if is_main and (step % config.image_every == 0 or last):
-        write_pictures(run_dir, step, state, model, heldout, config, heldout_pairs)
+        write_pictures(run_dir, step, state, detector, heldout, config, heldout_pairs)
       if step % config.checkpoint_every == 0 or last or stop.requested:
         harness.save_checkpoint(manager, step, train_lib.checkpoint_pytree(state))
   manager.wait_until_finished()

@@ -52,7 +52,9 @@ class Detector:
     self.image_size = tuple(model.image_size)
     stride = networks.feature_stride(model.strides)
     self.feature_size = (self.image_size[0] // stride, self.image_size[1] // stride)
-    self._variables = variables
+    # Public so that a training loop can point one detector (and its compiled functions) at
+    # fresh parameters instead of building and compiling a new one.
+    self.variables = variables
     self._detect = jax.jit(lambda v, x: model.apply(v, x, method=model.detect))
     self._features = jax.jit(lambda v, x: model.apply(v, x, method=model.detect_with_features))
 
@@ -71,13 +73,13 @@ class Detector:
   def __call__(self, frames) -> np.ndarray:
     """uint8 [N, H, W, 3] -> float32 [N, K, 2] (x, y) pixels of the input frames."""
     images, size = self._prepare(frames)
-    kp = self._detect(self._variables, jnp.asarray(images))
+    kp = self._detect(self.variables, jnp.asarray(images))
     return to_pixels(np.asarray(kp), self.feature_size, self.image_size, size)
 
   def features(self, frames) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [N, H, W, 3] -> ((x, y) pixels [N, K, 2], Phi features at them [N, K, C])."""
     images, size = self._prepare(frames)
-    kp, feats = self._features(self._variables, jnp.asarray(images))
+    kp, feats = self._features(self.variables, jnp.asarray(images))
     return (to_pixels(np.asarray(kp), self.feature_size, self.image_size, size),
             np.asarray(feats))
 
@@ -103,8 +105,5 @@ def load_detector(run_dir: str | os.PathLike, step: int | None = None) -> Detect
   if step is None:
     raise FileNotFoundError(f"{run_dir / 'checkpoints'} holds no checkpoint yet")
   restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  variables = {"params": restored["params"]}
-  if restored["batch_stats"]:
-    variables["batch_stats"] = restored["batch_stats"]
-  return Detector(model, variables)
+  return Detector(model, train_lib.model_variables(restored["params"], restored["batch_stats"]))
 

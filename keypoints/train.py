@@ -86,6 +86,11 @@ def checkpoint_pytree(state: TrainState) -> dict[str, Any]:
           "opt_state": state.opt_state, "key": state.key}
 
 
+def model_variables(params: Any, batch_stats: Any) -> dict[str, Any]:
+  """The variables dict for `model.apply`: params, plus batch_stats when the model has them."""
+  return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
 def loss_fn(params: Any, batch_stats: Any, apply_fn: Callable, batch: dict[str, jax.Array],
             train: bool = True) -> tuple[jax.Array, tuple[dict[str, Any], Any]]:
   """Mean squared reconstruction error of the target frame.
@@ -96,9 +101,8 @@ def loss_fn(params: Any, batch_stats: Any, apply_fn: Callable, batch: dict[str, 
   Returns:
     (loss, (model outputs, new batch_stats)).
   """
-  variables = {"params": params}
+  variables = model_variables(params, batch_stats)
   if batch_stats:
-    variables["batch_stats"] = batch_stats
     out, updates = apply_fn(variables, batch["source"], batch["target"], train=train,
                             mutable=["batch_stats"])
     batch_stats = updates["batch_stats"]
