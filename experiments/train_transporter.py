@@ -1,7 +1,9 @@
-"""Trains a Transporter on a collected frame dataset; restarting with the same --run_dir resumes.
+"""Trains a Transporter (or a baseline) on a frame dataset; the same --run_dir resumes.
 
   python -m experiments.train_transporter --config=experiments/configs/pong.py --run_dir=runs/pong
   # any config field can be overridden, e.g. --config.train.batch_size=32 --config.model.arch=...
+  # the baselines train under the same config, data and budget:
+  python -m experiments.train_transporter --model=jakab --run_dir=runs/pong_jakab
 
 Writes into the run directory: config.json, metrics.csv + TensorBoard events (loss, held-out
 loss, keypoint spread), images/keypoints_<step>.gif (keypoints on a held-out episode),
@@ -34,6 +36,11 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/pong.py",
     "Training config file (a Python file with get_config()); override fields with "
     "--config.<field>=<value>.")
+_MODEL = flags.DEFINE_enum(
+    "model", None, list(configs_lib.MODEL_TYPES),
+    "Keypoint model to train (sets config.model.model_type): the Transporter, or the baseline "
+    "of Jakab et al. 2018 or Zhang et al. 2018 (see keypoints/baselines.py). Default: the "
+    "config's, which is transporter.")
 _RUN_DIR = flags.DEFINE_string(
     "run_dir", None, "Run directory for config, metrics, pictures and checkpoints; "
     "an existing one is resumed.", required=True)
@@ -43,24 +50,22 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of hosts in
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index in the job.")
 
 
-def write_pictures(run_dir, step, state, detector, heldout, config, pairs) -> None:
+def write_pictures(run_dir, step, state, detector, reconstruct, heldout, config, pairs) -> None:
   """Keypoint GIF on a held-out episode and a reconstruction strip."""
   images = run_dir / "images"
   images.mkdir(exist_ok=True)
   episode = heldout.frames[heldout.episode(0)][:config.gif_frames]
   detector.variables = train_lib.model_variables(state.params, state.batch_stats)
-  model = detector.model
   xy = detector(episode)
   gif = visualize.overlay(episode, xy)
   visualize.write_gif(images / f"keypoints_{step:07d}.gif", gif)
   visualize.write_gif(images / "keypoints_latest.gif", gif)
-  out = model.apply(detector.variables, pairs["source"], pairs["target"])
+  out = reconstruct(detector.variables, pairs["source"], pairs["target"])
   recon = np.asarray(out["reconstruction"] + out["frame_mean"])
   recon = np.clip(recon * 255, 0, 255).astype(np.uint8)
   kp_t = inference.to_pixels(np.asarray(out["target"]["keypoints"]), detector.feature_size,
                              detector.image_size)
-  kp_s = inference.to_pixels(np.asarray(out["source"]["keypoints"]), detector.feature_size,
-                             detector.image_size)
+  kp_s = detector(np.asarray(pairs["source"]))
   rows = np.concatenate([visualize.overlay(np.asarray(pairs["source"]), kp_s),
                          visualize.overlay(np.asarray(pairs["target"]), kp_t),
                          visualize.overlay(recon, kp_t)])
@@ -73,6 +78,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   harness.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   config = _CONFIG.value
+  if _MODEL.value is not None:
+    config.model.model_type = _MODEL.value
   try:
     configs_lib.validate(config.model, config.train)
     dataset = data_lib.load_dataset(
@@ -111,8 +118,10 @@ def main(argv):
   eval_fn = jax.jit(train_lib.eval_loss)
   writer = harness.make_writer(run_dir)
   detector = inference.Detector(model, train_lib.model_variables(state.params, state.batch_stats))
-  logging.info("Training %s (%d params) on %d frames (%d episodes), from step %d to %d",
-               config.model.arch, sum(x.size for x in jax.tree.leaves(state.params)),
+  reconstruct = jax.jit(lambda variables, source, target: model.apply(
+      variables, source, target, rngs={"warp": jax.random.PRNGKey(0)}))
+  logging.info("Training %s/%s (%d params) on %d frames (%d episodes), from step %d to %d",
+               config.model.model_type, config.model.arch, sum(x.size for x in jax.tree.leaves(state.params)),
                len(train_set.frames), train_set.num_episodes, step, config.train.num_steps)
 
   sums, count = {}, 0
@@ -134,7 +143,8 @@ def main(argv):
         bar.set_postfix(loss=f"{scalars['loss']:.5f}", heldout=f"{scalars['heldout_loss']:.5f}")
         sums, count = {}, 0
       if is_main and (step % config.image_every == 0 or last):
-        write_pictures(run_dir, step, state, detector, heldout, config, heldout_pairs)
+        write_pictures(run_dir, step, state, detector, reconstruct, heldout, config,
+                       heldout_pairs)
       if step % config.checkpoint_every == 0 or last or stop.requested:
         harness.save_checkpoint(manager, step, train_lib.checkpoint_pytree(state))
   manager.wait_until_finished()

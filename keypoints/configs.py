@@ -21,12 +21,16 @@ ARCHITECTURES = {
                   strides=(1, 1, 2, 1, 2, 1), decoder_filters=128),
 }
 
+MODEL_TYPES = ("transporter", "jakab", "zhang")
+
 
 def model_config(arch: str = "deepmind", **overrides) -> ml_collections.ConfigDict:
   """The model part of a config: architecture, K, image size, keypoint std, normalisation."""
   if arch not in ARCHITECTURES:
     raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
   config = ml_collections.ConfigDict(dict(
+      # "transporter", or a baseline of keypoints.baselines: "jakab", "zhang".
+      model_type="transporter",
       arch=arch,
       num_keypoints=4,
       image_size=(80, 80),
@@ -37,6 +41,11 @@ def model_config(arch: str = "deepmind", **overrides) -> ml_collections.ConfigDi
       # in ~400 steps instead of ~900, and small Atari objects are found at all on a CPU budget.
       # "constant": frames minus 0.5, as in the reference.
       centering="mean_frame",
+      # Zhang et al.'s regularisers (used only by model_type "zhang"); weights multiply the
+      # losses of keypoints.baselines, whose scale is the [-1, 1] keypoint units.
+      zhang=ml_collections.ConfigDict(dict(
+          concentration_weight=0.1, separation_weight=0.01, separation_std=0.1,
+          equivariance_weight=1.0, max_rotation=0.3, max_scale=0.1, max_translation=0.1)),
       **{k: tuple(v) if isinstance(v, tuple) else v for k, v in ARCHITECTURES[arch].items()},
   ))
   config.update(overrides)
@@ -61,6 +70,8 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
 
 def validate(model: ml_collections.ConfigDict, train: ml_collections.ConfigDict | None = None):
   """Raises ValueError with one line for a config that cannot work."""
+  if model.get("model_type", "transporter") not in MODEL_TYPES:
+    raise ValueError(f"unknown model {model.model_type!r}; expected one of {MODEL_TYPES}")
   if model.num_keypoints < 1:
     raise ValueError(f"num_keypoints (K) must be >= 1, got {model.num_keypoints}")
   if model.centering not in ("constant", "mean_frame"):

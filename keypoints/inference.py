@@ -46,7 +46,7 @@ def to_pixels(keypoints: np.ndarray | jax.Array, feature_size: tuple[int, int],
 class Detector:
   """Callable keypoint detector bound to trained parameters (see module docstring)."""
 
-  def __init__(self, model: networks.Transporter, variables: dict):
+  def __init__(self, model: networks.KeypointAutoencoder, variables: dict):
     self.model = model
     self.num_keypoints = model.num_keypoints
     self.image_size = tuple(model.image_size)

@@ -124,10 +124,13 @@ class RefineNet(nn.Module):
     return conv.Conv(self.output_channels, (3, 3), kernel_init=reference_init)(x)
 
 
-class Transporter(nn.Module):
-  """Phi, Psi and RefineNet, reconstructing a target frame from a source frame by transport.
+class KeypointAutoencoder(nn.Module):
+  """What every keypoint model here shares: the fields of `configs.model_config()`, the frame
+  centring, Phi (`encoder`), Psi (`keypointer`), RefineNet (`decoder`) and the detector methods.
 
-  Attributes mirror `configs.model_config()`.
+  Subclasses define `__call__(source, target, train)`, which returns at least
+  {"reconstruction", "target_image", "frame_mean", "target": {"keypoints": [B, K, 2]}} and,
+  optionally, "losses": {name: weighted scalar} added to the reconstruction loss.
   """
   num_keypoints: int
   image_size: tuple[int, int]
@@ -145,20 +148,45 @@ class Transporter(nn.Module):
     self.frame_mean = self.param("frame_mean", nn.initializers.constant(0.5),
                                  (*self.image_size, 3))
     self.encoder = Encoder(self.filters, self.kernels, self.strides, self.norm)
-    self.keypointer = KeypointNet(self.num_keypoints, self.filters, self.kernels, self.strides,
-                                  self.norm)
+    self.keypointer = self.make_keypointer()
     self.decoder = RefineNet(self.decoder_filters, tuple(self.image_size), self.norm)
+
+  def make_keypointer(self) -> nn.Module:
+    return KeypointNet(self.num_keypoints, self.filters, self.kernels, self.strides, self.norm)
 
   def _normalize(self, images: jax.Array) -> jax.Array:
     return normalize_images(images, jax.lax.stop_gradient(self.frame_mean))
 
+  def _keypoints(self, normalized: jax.Array, train: bool) -> jax.Array:
+    return self.keypointer(normalized, train)[0]
+
+  def _maps(self, keypoints: jax.Array, features: jax.Array) -> jax.Array:
+    return keypoint_ops.gaussian_maps(keypoints, features.shape[1], features.shape[2],
+                                      self.gauss_std)
+
+  def detect(self, images: jax.Array) -> jax.Array:
+    """Keypoints [B, K, 2] ((x, y) in [-1, 1] on the feature map) of uint8 [B, H, W, 3] images."""
+    return self._keypoints(self._normalize(images), False)
+
+  def detect_with_features(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Keypoints [B, K, 2] and Phi's features bilinearly sampled at them, [B, K, C]."""
+    images = self._normalize(images)
+    keypoints = self._keypoints(images, False)
+    features = self.encoder(images, False)
+    return keypoints, sample_at(features, keypoints)
+
+
+class Transporter(KeypointAutoencoder):
+  """Phi, Psi and RefineNet, reconstructing a target frame from a source frame by transport.
+
+  Attributes mirror `configs.model_config()`.
+  """
+
   def _branch(self, images: jax.Array, train: bool) -> dict[str, jax.Array]:
     images = self._normalize(images)
     features = self.encoder(images, train)
-    keypoints, _ = self.keypointer(images, train)
-    maps = keypoint_ops.gaussian_maps(keypoints, features.shape[1], features.shape[2],
-                                      self.gauss_std)
-    return {"features": features, "keypoints": keypoints, "maps": maps}
+    keypoints = self._keypoints(images, train)
+    return {"features": features, "keypoints": keypoints, "maps": self._maps(keypoints, features)}
 
   def __call__(self, source: jax.Array, target: jax.Array, train: bool = False) -> dict[str, Any]:
     """Reconstructs `target` [B, H, W, 3] from `source` [B, H, W, 3].
@@ -180,18 +208,6 @@ class Transporter(nn.Module):
     return {"reconstruction": self.decoder(transported, train), "source": src, "target": tgt,
             "target_image": self._normalize(target),
             "frame_mean": jax.lax.stop_gradient(self.frame_mean)}
-
-  def detect(self, images: jax.Array) -> jax.Array:
-    """Keypoints [B, K, 2] ((x, y) in [-1, 1] on the feature map) of uint8 [B, H, W, 3] images."""
-    keypoints, _ = self.keypointer(self._normalize(images), False)
-    return keypoints
-
-  def detect_with_features(self, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Keypoints [B, K, 2] and Phi's features bilinearly sampled at them, [B, K, C]."""
-    images = self._normalize(images)
-    keypoints, _ = self.keypointer(images, False)
-    features = self.encoder(images, False)
-    return keypoints, sample_at(features, keypoints)
 
 
 def sample_at(features: jax.Array, keypoints: jax.Array) -> jax.Array:

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from keypoints import baselines
+from keypoints import configs
 from keypoints import data as data_lib
 from keypoints import networks
 
@@ -43,8 +45,9 @@ class TrainState:
   tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
 
-def build_model(model_config: ml_collections.ConfigDict) -> networks.Transporter:
-  return networks.Transporter(
+def build_model(model_config: ml_collections.ConfigDict) -> networks.KeypointAutoencoder:
+  """The Transporter or a baseline (`model_config.model_type`), configured."""
+  common = dict(
       num_keypoints=model_config.num_keypoints,
       image_size=tuple(model_config.image_size),
       filters=tuple(model_config.filters),
@@ -53,6 +56,14 @@ def build_model(model_config: ml_collections.ConfigDict) -> networks.Transporter
       decoder_filters=model_config.decoder_filters,
       gauss_std=model_config.gauss_std,
       norm=model_config.norm)
+  model_type = model_config.get("model_type", "transporter")  # runs that predate baselines
+  if model_type == "transporter":
+    return networks.Transporter(**common)
+  if model_type == "jakab":
+    return baselines.Jakab(**common)
+  if model_type == "zhang":
+    return baselines.Zhang(**common, **model_config.zhang.to_dict())
+  raise ValueError(f"unknown model {model_type!r}; expected one of {configs.MODEL_TYPES}")
 
 
 def build_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -71,7 +82,7 @@ def create_train_state(key: jax.Array, model: nn.Module, tx: optax.GradientTrans
   """
   init_key, sample_key = jax.random.split(key)
   dummy = jnp.zeros((1, *image_size, 3), jnp.uint8)
-  variables = model.init(init_key, dummy, dummy, train=False)
+  variables = model.init({"params": init_key, "warp": init_key}, dummy, dummy, train=False)
   params = variables["params"]
   if frame_mean is not None:
     params = {**params, "frame_mean": jnp.asarray(frame_mean, jnp.float32)}
@@ -92,39 +103,51 @@ def model_variables(params: Any, batch_stats: Any) -> dict[str, Any]:
 
 
 def loss_fn(params: Any, batch_stats: Any, apply_fn: Callable, batch: dict[str, jax.Array],
-            train: bool = True) -> tuple[jax.Array, tuple[dict[str, Any], Any]]:
-  """Mean squared reconstruction error of the target frame.
+            key: jax.Array, train: bool = True) -> tuple[jax.Array, tuple[dict[str, Any], Any]]:
+  """Mean squared reconstruction error of the target frame, plus the model's own regularisers.
 
   Args:
     batch: {"source", "target"}: uint8 [B, H, W, 3].
+    key: the model's randomness (the "warp" stream of the Zhang baseline; unused otherwise).
 
   Returns:
     (loss, (model outputs, new batch_stats)).
   """
   variables = model_variables(params, batch_stats)
+  rngs = {"warp": key}
   if batch_stats:
     out, updates = apply_fn(variables, batch["source"], batch["target"], train=train,
-                            mutable=["batch_stats"])
+                            mutable=["batch_stats"], rngs=rngs)
     batch_stats = updates["batch_stats"]
   else:
-    out = apply_fn(variables, batch["source"], batch["target"], train=train)
-  loss = jnp.mean(jnp.square(out["reconstruction"] - out["target_image"]))
+    out = apply_fn(variables, batch["source"], batch["target"], train=train, rngs=rngs)
+  reconstruction = jnp.mean(jnp.square(out["reconstruction"] - out["target_image"]))
+  out["reconstruction_loss"] = reconstruction
+  loss = reconstruction + sum(out.get("losses", {}).values())
   return loss, (out, batch_stats)
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
-  """One Adam step on a batch of (source, target) pairs; returns the new state and metrics."""
+def train_step(state: TrainState, batch: dict[str, jax.Array],
+               key: jax.Array | None = None) -> tuple[TrainState, dict]:
+  """One Adam step on a batch of (source, target) pairs; returns the new state and metrics.
+
+  `key` feeds the model's randomness, if it has any (default: derived from the state's key).
+  """
+  if key is None:
+    key = jax.random.fold_in(state.key, 1)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   (loss, (out, batch_stats)), grads = grad_fn(state.params, state.batch_stats, state.apply_fn,
-                                              batch)
+                                              batch, key)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   keypoints = out["target"]["keypoints"]
   metrics = {
       "loss": loss,
+      "reconstruction_loss": out["reconstruction_loss"],
       "grad_norm": optax.tree.norm(grads),
       # How far apart the K keypoints sit (collapsed keypoints are a common failure).
       "keypoint_spread": jnp.mean(jnp.std(keypoints, axis=1)),
+      **{f"{name}_loss": value for name, value in out.get("losses", {}).items()},
   }
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state)
@@ -143,10 +166,11 @@ def sample_and_train(state: TrainState, frames: jax.Array, pair_index: data_lib.
   # (lax.scan) more than ten times slower than at the top level.
   key, sample_key = jax.random.split(state.key)
   batch = data_lib.sample_pairs(sample_key, frames, pair_index, batch_size, min_offset)
-  return train_step(state.replace(key=key), batch)
+  return train_step(state.replace(key=key), batch, jax.random.fold_in(sample_key, 1))
 
 
 def eval_loss(state: TrainState, batch: dict[str, jax.Array]) -> jax.Array:
   """Reconstruction loss on a batch without updating anything."""
-  loss, _ = loss_fn(state.params, state.batch_stats, state.apply_fn, batch, train=False)
+  loss, _ = loss_fn(state.params, state.batch_stats, state.apply_fn, batch,
+                    jax.random.PRNGKey(0), train=False)
   return loss

@@ -84,15 +84,21 @@ def test_paper_architecture_builds_at_stride_four():
   assert out["target"]["features"].shape == (1, 4, 4, 128)  # stride 4, 128 channels
 
 
-def test_transporter_learns_sprites():
-  """A tiny Transporter puts a keypoint on every sprite of held-out frames; untrained does not."""
-  size, k, steps = 32, 4, 600
+# (model, steps, sprites that must be found). The baselines are held to less: at an equal budget
+# they find two of the three sprites, which is the comparison the tracking evaluation reports.
+LEARNING = [("transporter", 600, 3), ("jakab", 500, 2), ("zhang", 500, 2)]
+
+
+@pytest.mark.parametrize("model_type,steps,found", LEARNING)
+def test_model_learns_sprites(model_type, steps, found):
+  """A tiny model puts a keypoint on the sprites of held-out frames; untrained it does not."""
+  size, k = 32, 4
   frames, positions = sprites.generate(12, 50, size=size, num_sprites=3, sprite_size=5, seed=0)
   train_frames = frames[:10].reshape(-1, size, size, 3)
   test_frames = frames[10:].reshape(-1, size, size, 3)
   test_positions = positions[10:].reshape(-1, 3, 2)
   mc = configs.model_config("deepmind", num_keypoints=k, image_size=(size, size),
-                            centering="mean_frame")
+                            centering="mean_frame", model_type=model_type)
   tc = configs.train_config(batch_size=16, learning_rate=2e-3, max_offset=10)
   net = train.build_model(mc)
   state = train.create_train_state(jax.random.PRNGKey(0), net, train.build_optimizer(tc),
@@ -100,18 +106,20 @@ def test_transporter_learns_sprites():
   index = data_lib.make_pair_index(np.full(10, 50), tc.min_offset, tc.max_offset)
   device_frames = jnp.asarray(train_frames)
   step = jax.jit(lambda s: train.sample_and_train(s, device_frames, index, tc.batch_size))
+  detector = inference.Detector(net, {"params": state.params})
 
   def recall(state):
-    xy = inference.Detector(net, {"params": state.params})(test_frames)
-    return metrics.object_recall(xy, test_positions, threshold=2.5)
+    detector.variables = {"params": state.params}
+    return metrics.object_recall(detector(test_frames), test_positions, threshold=2.5)
 
   untrained = recall(state)
   for _ in range(steps):
     state, m = step(state)
   trained = recall(state)
-  print("untrained recall", untrained, "trained recall", trained, "loss", float(m["loss"]))
-  assert untrained.min() < 0.5
-  assert trained.min() >= 0.9, trained
+  print(model_type, "untrained recall", untrained, "trained recall", trained,
+        "loss", float(m["loss"]))
+  assert untrained.max() < 0.5
+  assert np.sum(trained >= 0.9) >= found, trained
 
 
 def test_mean_frame_centring_is_fixed_and_zeroes_static_background():

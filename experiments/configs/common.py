@@ -8,7 +8,6 @@ from keypoints import configs
 def transporter_config(dataset_path: str, **model_overrides) -> ml_collections.ConfigDict:
   """A full training config: dataset, model, optimisation and logging cadence."""
   config = ml_collections.ConfigDict()
-  config.model_type = "transporter"
   config.dataset = ml_collections.ConfigDict(dict(
       path=dataset_path,  # folder written by experiments/collect_frames.py
       heldout_episodes=1,  # the last episodes; never trained on, used for pictures
