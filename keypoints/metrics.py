@@ -1,6 +1,25 @@
-"""Keypoint-versus-object metrics in pixel coordinates ((x, y), see keypoints.data)."""
+"""Keypoint-versus-object tracking metrics, in pixel coordinates ((x, y), see keypoints.data).
+
+Objects come as [T, M, 2] positions with NaN where an object is not visible; keypoints as
+[T, K, 2]. A keypoint is *on* an object in a frame when it lies within `threshold` pixels of it.
+
+Tracking over a horizon (the paper's tracking figure): a sequence starts at any frame s of an
+episode, and the horizon h counts frames since its start. Over [s, s + h]
+  * a keypoint *tracks* when it stays on one and the same object in every frame;
+    precision(h) = tracking keypoints / all keypoints;
+  * an object visible in every frame is *tracked* when some keypoint stays on it in every
+    frame; recall(h) = tracked objects / objects visible throughout.
+At h = 0 these are the per-frame precision and recall (a keypoint may match any object, and
+several keypoints may share one). Both can only fall as h grows; how slowly they fall is how well
+keypoints keep their identity. Identity consistency is also summarised directly: the mean length
+of a *track* (a maximal run of frames in which one keypoint index stays on one object) and the
+rate of identity switches (a keypoint on object m in one frame and on another object in the
+next).
+"""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 
@@ -25,3 +44,101 @@ def object_recall(keypoints: np.ndarray, objects: np.ndarray, threshold: float) 
   seen = ~np.isnan(dist)
   hit = (dist <= threshold) & seen
   return hit.sum(0) / np.maximum(seen.sum(0), 1)
+
+
+def on_object(keypoints: np.ndarray, objects: np.ndarray, threshold: float) -> np.ndarray:
+  """bool [T, K, M]: keypoint k within `threshold` pixels of visible object m in frame t."""
+  diff = np.asarray(keypoints, np.float64)[:, :, None] - np.asarray(objects, np.float64)[:, None]
+  dist = np.linalg.norm(diff, axis=-1)
+  with np.errstate(invalid="ignore"):
+    return dist <= threshold  # NaN (invisible) compares False
+
+
+def _runs_ahead(flags: np.ndarray) -> np.ndarray:
+  """For bool [T, ...], how many consecutive frames from t onwards are True; int [T, ...]."""
+  runs = np.zeros(flags.shape, np.int64)
+  ahead = np.zeros(flags.shape[1:], np.int64)
+  for t in range(len(flags) - 1, -1, -1):
+    ahead = np.where(flags[t], ahead + 1, 0)
+    runs[t] = ahead
+  return runs
+
+
+def _episodes(length: int, episode_lengths: Sequence[int] | None) -> list[slice]:
+  lengths = [length] if episode_lengths is None else [int(n) for n in episode_lengths]
+  if sum(lengths) != length:
+    raise ValueError(f"episode lengths sum to {sum(lengths)} but there are {length} frames")
+  starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+  return [slice(int(s), int(s) + n) for s, n in zip(starts, lengths)]
+
+
+def tracking(keypoints: np.ndarray, objects: np.ndarray, threshold: float,
+             horizons: Sequence[int], episode_lengths: Sequence[int] | None = None
+             ) -> dict[str, np.ndarray | float]:
+  """Precision and recall over horizons, and identity consistency (see the module docstring).
+
+  Args:
+    keypoints: [T, K, 2] pixels; objects: [T, M, 2] pixels, NaN where not visible.
+    threshold: distance in pixels within which a keypoint is on an object.
+    horizons: the h values (frames since a sequence's start) to report.
+    episode_lengths: frames per episode, concatenated along T (sequences never cross them);
+      default one episode.
+
+  Returns:
+    {"horizons": int [H], "precision": [H], "recall": [H] (NaN where no sequence is that long),
+     "sequences": int [H] (sequence starts counted at each horizon),
+     "mean_track_length": frames, "switches_per_100_frames": float}.
+  """
+  keypoints, objects = np.asarray(keypoints), np.asarray(objects)
+  if keypoints.ndim != 3 or objects.ndim != 3 or len(keypoints) != len(objects):
+    raise ValueError(f"expected keypoints [T, K, 2] and objects [T, M, 2], got "
+                     f"{list(keypoints.shape)} and {list(objects.shape)}")
+  horizons = np.asarray(horizons, np.int64)
+  tp_k = np.zeros(len(horizons)); n_k = np.zeros(len(horizons))
+  tp_m = np.zeros(len(horizons)); n_m = np.zeros(len(horizons))
+  starts = np.zeros(len(horizons), np.int64)
+  track_frames = track_count = switches = moves = 0
+  for episode in _episodes(len(keypoints), episode_lengths):
+    near = on_object(keypoints[episode], objects[episode], threshold)  # [L, K, M]
+    visible = np.isfinite(objects[episode]).all(-1)  # [L, M]
+    runs = _runs_ahead(near)  # [L, K, M]
+    vis_runs = _runs_ahead(visible)  # [L, M]
+    length = len(near)
+    for i, h in enumerate(horizons):
+      count = length - h  # sequence starts with a frame at horizon h
+      if count <= 0:
+        continue
+      starts[i] += count
+      held = runs[:count] >= h + 1  # [S, K, M]
+      tp_k[i] += held.any(-1).sum()
+      n_k[i] += held.shape[0] * held.shape[1]
+      throughout = vis_runs[:count] >= h + 1  # [S, M]
+      tp_m[i] += (held.any(1) & throughout).sum()
+      n_m[i] += throughout.sum()
+    # Tracks are maximal runs: they start where the previous frame was not on that object.
+    begins = near.copy()
+    begins[1:] &= ~near[:-1]
+    track_count += begins.sum()
+    track_frames += runs[begins].sum()
+    # Switches: on object m at t, on some other object (and not m) at t + 1.
+    on_any = near.any(-1)
+    stays = (near[:-1] & near[1:]).any(-1)
+    moved = on_any[:-1] & on_any[1:] & ~stays
+    switches += moved.sum()
+    moves += near.shape[1] * (length - 1)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return {"horizons": horizons, "precision": tp_k / n_k, "recall": tp_m / n_m,
+            "sequences": starts,
+            "mean_track_length": float(track_frames / track_count) if track_count else 0.0,
+            "switches_per_100_frames": float(100.0 * switches / moves) if moves else 0.0}
+
+
+def to_raw_pixels(points: np.ndarray, size: tuple[int, int],
+                  raw_size: tuple[int, int]) -> np.ndarray:
+  """[..., 2] (x, y) pixels of a frame of `size` (h, w) -> pixels of the raw `raw_size` frame.
+
+  Pixel centres map to pixel centres under a resize: (p + 0.5) * raw / size - 0.5 per axis.
+  """
+  points = np.asarray(points, np.float64)
+  scale = np.array([raw_size[1] / size[1], raw_size[0] / size[0]])
+  return (points + 0.5) * scale - 0.5

@@ -14,14 +14,16 @@ PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 128, 255], [255, 255, 0], [255
 
 
 def overlay(frames: np.ndarray, keypoints: np.ndarray, scale: int = 4,
-            radius: float = 1.5) -> np.ndarray:
-  """Draws keypoints as coloured rings on upscaled frames.
+            radius: float = 1.5, objects: np.ndarray | None = None) -> np.ndarray:
+  """Draws keypoints as coloured rings on upscaled frames (and objects as white dots).
 
   Args:
     frames: uint8 [N, H, W, 3].
     keypoints: [N, K, 2] (x, y) pixel positions in `frames`.
     scale: integer upscaling (nearest) so that small frames stay readable.
     radius: ring radius in input pixels.
+    objects: optional ground truth [N, M, 2] in the same pixels (NaN: not visible), drawn as
+      small white dots with a black rim.
 
   Returns:
     uint8 [N, H * scale, W * scale, 3].
@@ -37,6 +39,12 @@ def overlay(frames: np.ndarray, keypoints: np.ndarray, scale: int = 4,
       d = np.hypot(xs - cx, ys - cy)
       ring = np.abs(d - radius * scale) <= max(scale / 2, 1.0)
       frames[i][ring] = PALETTE[k % len(PALETTE)]
+    for x, y in ([] if objects is None else np.asarray(objects[i])):
+      if not np.isfinite([x, y]).all():
+        continue
+      d = np.hypot(xs - ((x + 0.5) * scale - 0.5), ys - ((y + 0.5) * scale - 0.5))
+      frames[i][d <= max(scale * 0.6, 1.5)] = 0
+      frames[i][d <= max(scale * 0.35, 1.0)] = 255
   return frames
 
 

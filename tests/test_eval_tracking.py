@@ -1,0 +1,75 @@
+"""End to end: the tracking evaluation binary on tiny sprites runs of two models."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keypoints import sprites
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(args):
+  return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+
+
+def _train(dataset, run_dir, model, heldout=1):
+  result = _run(["experiments.train_transporter", "--config=experiments/configs/sprites.py",
+                 f"--config.dataset.path={dataset}", f"--run_dir={run_dir}", f"--model={model}",
+                 "--config.model.image_size=(16, 16)", "--config.model.num_keypoints=3",
+                 "--config.train.batch_size=4", "--config.train.num_steps=10",
+                 f"--config.dataset.heldout_episodes={heldout}", "--config.gif_frames=4",
+                 "--config.image_every=10", "--config.checkpoint_every=10"])
+  assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def runs(sprites_dir, tmp_path_factory):
+  root = tmp_path_factory.mktemp("eval_runs")
+  _train(sprites_dir, root / "transporter", "transporter")
+  _train(sprites_dir, root / "zhang", "zhang")
+  return root
+
+
+def test_eval_writes_table_plot_and_gifs(runs, tmp_path):
+  out = tmp_path / "eval"
+  result = _run(["experiments.eval_tracking", f"--run_dirs={runs / 'transporter'},{runs / 'zhang'}",
+                 f"--out={out}", "--threshold=2", "--horizons=0,3,30", "--gif_frames=5"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads((out / "results.json").read_text())
+  assert summary["objects"] == ["sprite_0", "sprite_1"]
+  assert summary["heldout_episodes"] == 1 and summary["heldout_frames"] == 20
+  names = [m["name"] for m in summary["models"]]
+  assert names == ["transporter", "zhang"]
+  for m in summary["models"]:
+    assert m["horizons"] == [0, 3, 30]
+    assert m["precision"][2] is None  # no 31-frame sequence in a 20-frame episode
+    assert all(0 <= v <= 1 for v in m["precision"][:2] + m["recall"][:2])
+    # Holding on for longer can only be rarer.
+    assert m["precision"][1] <= m["precision"][0] and m["recall"][1] <= m["recall"][0]
+    assert set(m["per_object_recall"]) == {"sprite_0", "sprite_1"}
+  for name in ("tracking.png", "comparison.gif", "transporter.gif", "zhang.gif"):
+    assert (out / name).stat().st_size > 0
+  assert "transporter" in result.stdout and "P@0" in result.stdout
+
+
+def test_runs_with_other_heldout_episodes_are_refused(runs, sprites_dir, tmp_path):
+  _train(sprites_dir, tmp_path / "two_heldout", "transporter", heldout=2)
+  result = _run(["experiments.eval_tracking",
+                 f"--run_dirs={runs / 'transporter'},{tmp_path / 'two_heldout'}",
+                 f"--out={tmp_path / 'eval'}"])
+  assert result.returncode != 0
+  assert "holds out other episodes" in result.stderr.strip().splitlines()[-1]
+  assert "Traceback" not in result.stderr
+
+
+def test_missing_run_is_one_clear_error(tmp_path):
+  result = _run(["experiments.eval_tracking", f"--run_dirs={tmp_path / 'nope'}",
+                 f"--out={tmp_path / 'eval'}"])
+  assert result.returncode != 0
+  assert "is not a training run" in result.stderr.strip().splitlines()[-1]
