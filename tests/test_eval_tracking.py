@@ -5,10 +5,7 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-
-from keypoints import sprites
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -18,12 +15,12 @@ def _run(args):
                         timeout=300)
 
 
-def _train(dataset, run_dir, model, heldout=1):
+def _train(dataset, run_dir, model):
   result = _run(["experiments.train_transporter", "--config=experiments/configs/sprites.py",
                  f"--config.dataset.path={dataset}", f"--run_dir={run_dir}", f"--model={model}",
                  "--config.model.image_size=(16, 16)", "--config.model.num_keypoints=3",
                  "--config.train.batch_size=4", "--config.train.num_steps=10",
-                 f"--config.dataset.heldout_episodes={heldout}", "--config.gif_frames=4",
+                 "--config.gif_frames=4",
                  "--config.image_every=10", "--config.checkpoint_every=10"])
   assert result.returncode == 0, result.stderr[-3000:]
 
@@ -58,8 +55,12 @@ def test_eval_writes_table_plot_and_gifs(runs, tmp_path):
   assert "transporter" in result.stdout and "P@0" in result.stdout
 
 
-def test_runs_with_other_heldout_episodes_are_refused(runs, sprites_dir, tmp_path):
-  _train(sprites_dir, tmp_path / "two_heldout", "transporter", heldout=2)
+def test_runs_with_other_heldout_episodes_are_refused(runs, tmp_path):
+  # The split is checked from the configs before any checkpoint is read.
+  config = json.loads((runs / "transporter" / "config.json").read_text())
+  config["dataset"]["heldout_episodes"] = 2
+  (tmp_path / "two_heldout").mkdir()
+  (tmp_path / "two_heldout" / "config.json").write_text(json.dumps(config))
   result = _run(["experiments.eval_tracking",
                  f"--run_dirs={runs / 'transporter'},{tmp_path / 'two_heldout'}",
                  f"--out={tmp_path / 'eval'}"])
