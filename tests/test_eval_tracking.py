@@ -1,11 +1,14 @@
-"""End to end: the tracking evaluation binary on tiny sprites runs of two models."""
+"""End to end: the three models from the training binary, then the tracking evaluation binary."""
 
 import json
 import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from keypoints import inference
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -28,21 +31,36 @@ def _train(dataset, run_dir, model):
 @pytest.fixture(scope="module")
 def runs(sprites_dir, tmp_path_factory):
   root = tmp_path_factory.mktemp("eval_runs")
-  _train(sprites_dir, root / "transporter", "transporter")
-  _train(sprites_dir, root / "zhang", "zhang")
+  for model in ("transporter", "jakab", "zhang"):
+    _train(sprites_dir, root / model, model)
   return root
+
+
+@pytest.mark.parametrize("model", ["jakab", "zhang"])
+def test_baselines_train_under_the_same_binary(runs, model):
+  run_dir = runs / model
+  header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+  assert {"loss", "reconstruction_loss", "heldout_loss"} <= set(header)
+  if model == "zhang":
+    assert {"concentration_loss", "separation_loss", "equivariance_loss"} <= set(header)
+  assert (run_dir / "images" / "reconstruction_0000010.png").stat().st_size > 0
+  assert json.loads((run_dir / "config.json").read_text())["model"]["model_type"] == model
+  detect = inference.load_detector(run_dir)
+  assert type(detect.model).__name__.lower() == model
+  assert detect(np.zeros((2, 16, 16, 3), np.uint8)).shape == (2, 3, 2)
 
 
 def test_eval_writes_table_plot_and_gifs(runs, tmp_path):
   out = tmp_path / "eval"
-  result = _run(["experiments.eval_tracking", f"--run_dirs={runs / 'transporter'},{runs / 'zhang'}",
+  models = ["transporter", "jakab", "zhang"]
+  result = _run(["experiments.eval_tracking", "--run_dirs=" + ",".join(str(runs / m) for m in models),
                  f"--out={out}", "--threshold=2", "--horizons=0,3,30", "--gif_frames=5"])
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((out / "results.json").read_text())
   assert summary["objects"] == ["sprite_0", "sprite_1"]
   assert summary["heldout_episodes"] == 1 and summary["heldout_frames"] == 20
   names = [m["name"] for m in summary["models"]]
-  assert names == ["transporter", "zhang"]
+  assert names == models
   for m in summary["models"]:
     assert m["horizons"] == [0, 3, 30]
     assert m["precision"][2] is None  # no 31-frame sequence in a 20-frame episode
@@ -50,7 +68,7 @@ def test_eval_writes_table_plot_and_gifs(runs, tmp_path):
     # Holding on for longer can only be rarer.
     assert m["precision"][1] <= m["precision"][0] and m["recall"][1] <= m["recall"][0]
     assert set(m["per_object_recall"]) == {"sprite_0", "sprite_1"}
-  for name in ("tracking.png", "comparison.gif", "transporter.gif", "zhang.gif"):
+  for name in ("tracking.png", "comparison.gif", "transporter.gif", "jakab.gif", "zhang.gif"):
     assert (out / name).stat().st_size > 0
   assert "transporter" in result.stdout and "P@0" in result.stdout
 

@@ -143,21 +143,6 @@ def test_detector_rejects_bad_frames(finished_run, bad, message):
     detect(bad)
 
 
-@pytest.mark.parametrize("model", ["jakab", "zhang"])
-def test_baselines_train_under_the_same_binary(sprites_dir, tmp_path, model):
-  run_dir = tmp_path / model
-  result = _run(_cmd(sprites_dir, run_dir, f"--model={model}", steps=15))
-  assert result.returncode == 0, result.stderr[-3000:]
-  header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
-  if model == "zhang":
-    assert {"concentration_loss", "separation_loss", "equivariance_loss"} <= set(header)
-  assert (run_dir / "images" / "reconstruction_0000015.png").stat().st_size > 0
-  detect = inference.load_detector(run_dir)
-  assert type(detect.model).__name__.lower() == model
-  frames = np.zeros((2, 16, 16, 3), np.uint8)
-  assert detect(frames).shape == (2, 3, 2)
-
-
 def test_unknown_model_is_one_clear_error(sprites_dir, tmp_path):
   result = _run(_cmd(sprites_dir, tmp_path / "bad", "--model=vae"))
   assert result.returncode != 0
