@@ -279,8 +279,10 @@ class Manipulator:
     return rng.uniform(spec.minimum, spec.maximum).astype(spec.dtype)
 
   def render(self) -> np.ndarray:
-    """The current frame, uint8 [height, width, 3]."""
-    return self._camera.render()
+    """The current frame, uint8 [height, width, 3] (a new array each call)."""
+    # The camera renders into one reused buffer: without the copy every frame of an episode
+    # would end up as its last.
+    return np.array(self._camera.render())
 
   def camera_matrix(self) -> np.ndarray:
     """The camera's current 3x4 projection matrix (see `project_points`)."""

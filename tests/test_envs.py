@@ -80,8 +80,10 @@ def test_manipulator_episode_shapes_and_determinism():
   positions = truth["positions"]
   assert positions.shape == (12, len(names), 2) and positions.dtype == np.float32
   assert np.isfinite(positions).all()
-  # The arm moves between frames.
+  # The arm moves between frames, and so does what the frames show.
   assert np.abs(positions[-1, :8] - positions[0, :8]).max() > 1.0
+  changed = np.abs(np.diff(frames.astype(np.int16), axis=0)).max(axis=(1, 2, 3)) > 0
+  assert changed.mean() > 0.8, changed
   again_frames, again_truth = envs.collect_episode(_MANIPULATOR, seed=1, max_frames=12,
                                                    height=32, width=40)
   np.testing.assert_array_equal(frames, again_frames)
