@@ -135,7 +135,7 @@ def main(argv):
   meta = heldout.metadata
   size = heldout.frames.shape[1:3]
   raw_size = (int(meta.get("raw_height", size[0])), int(meta.get("raw_width", size[1])))
-  raw_objects = metrics.to_raw_pixels(objects, size, raw_size)
+  raw_objects = data_lib.resize_points(objects, size, raw_size)
   out = pathlib.Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
   logging.info("Evaluating %d runs on %d held-out frames (%d episodes) of %s; objects: %s",
@@ -148,7 +148,7 @@ def main(argv):
   for name, run_dir, (config, _), detector in tqdm(list(zip(names, run_dirs, runs, detectors)),
                                                   desc="models"):
     keypoints = detect_all(detector, heldout.frames, _BATCH.value)
-    raw_keypoints = metrics.to_raw_pixels(keypoints, size, raw_size)
+    raw_keypoints = data_lib.resize_points(keypoints, size, raw_size)
     scores = metrics.tracking(raw_keypoints, raw_objects, _THRESHOLD.value, horizons,
                               heldout.episode_lengths)
     per_object = metrics.object_recall(raw_keypoints, raw_objects, _THRESHOLD.value)

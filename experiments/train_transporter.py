@@ -121,7 +121,8 @@ def main(argv):
   reconstruct = jax.jit(lambda variables, source, target: model.apply(
       variables, source, target, rngs={"warp": jax.random.PRNGKey(0)}))
   logging.info("Training %s/%s (%d params) on %d frames (%d episodes), from step %d to %d",
-               config.model.model_type, config.model.arch, sum(x.size for x in jax.tree.leaves(state.params)),
+               config.model.model_type, config.model.arch,
+               sum(x.size for x in jax.tree.leaves(state.params)),
                len(train_set.frames), train_set.num_episodes, step, config.train.num_steps)
 
   sums, count = {}, 0

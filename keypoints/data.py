@@ -204,6 +204,18 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
   return out
 
 
+def resize_points(points: np.ndarray, size: tuple[int, int],
+                  new_size: tuple[int, int]) -> np.ndarray:
+  """(x, y) pixels [..., 2] of a frame of `size` (H, W) -> pixels of it resized to `new_size`.
+
+  `resize_frames` scales edge to edge, so a pixel centre p (edge coordinate p + 0.5) goes to
+  (p + 0.5) * new / old - 0.5 per axis. Returns float64; NaN stays NaN.
+  """
+  points = np.asarray(points, np.float64)
+  scale = np.array([new_size[1] / size[1], new_size[0] / size[0]])
+  return (points + 0.5) * scale - 0.5
+
+
 # --------------------------------------------------------------------------------------------
 # Pair sampling (pure JAX).
 

@@ -263,26 +263,6 @@ def atari_positions(env_id: str, ram: np.ndarray) -> np.ndarray:
   return positions.astype(np.float32)
 
 
-def raw_to_stored(positions: np.ndarray, raw_size: tuple[int, int],
-                  size: tuple[int, int]) -> np.ndarray:
-  """Maps (x, y) pixels of a raw frame to those of the frame resized to `size`.
-
-  `keypoints.data.resize_frames` averages over boxes, so an edge-to-edge scaling: pixel edges at
-  0 and raw_width land at 0 and width, and a pixel centre x (edge coordinate x + 0.5) goes to
-  (x + 0.5) * width / raw_width - 0.5. Likewise for y.
-
-  Args:
-    positions: float [..., 2] (x, y) in raw pixels.
-    raw_size, size: (height, width) of the raw and the resized frame.
-
-  Returns:
-    float32 [..., 2]; NaN stays NaN.
-  """
-  positions = np.asarray(positions, np.float64)
-  scale = np.array([size[1] / raw_size[1], size[0] / raw_size[0]])
-  return ((positions + 0.5) * scale - 0.5).astype(np.float32)
-
-
 def dataset_positions(metadata: Mapping[str, Any], ground_truth: Mapping[str, np.ndarray]
                       ) -> tuple[tuple[str, ...], np.ndarray]:
   """Named object positions of a dataset, in pixels of its stored frames.
@@ -313,7 +293,8 @@ def dataset_positions(metadata: Mapping[str, Any], ground_truth: Mapping[str, np
     raw_size = (int(metadata.get("raw_height", RAW_HEIGHT)),
                 int(metadata.get("raw_width", RAW_WIDTH)))
     size = (int(metadata["height"]), int(metadata["width"]))
-    positions = raw_to_stored(atari_positions(env, ground_truth["ram"]), raw_size, size)
+    positions = data_lib.resize_points(atari_positions(env, ground_truth["ram"]), raw_size,
+                                       size).astype(np.float32)
     return object_names(env), positions
   if "positions" not in ground_truth:
     raise data_lib.DatasetError(f"the {source or 'unknown-source'} dataset {env!r} has no "

@@ -37,10 +37,10 @@ def to_pixels(keypoints: np.ndarray | jax.Array, feature_size: tuple[int, int],
   (fh, fw), (h, w) = feature_size, image_size
   x = ((keypoints[..., 0] + 1) * 0.5 * (fw - 1) + 0.5) * (w / fw) - 0.5
   y = ((keypoints[..., 1] + 1) * 0.5 * (fh - 1) + 0.5) * (h / fh) - 0.5
+  points = np.stack([np.asarray(x), np.asarray(y)], axis=-1)
   if frame_size is not None:
-    x = (x + 0.5) * frame_size[1] / w - 0.5
-    y = (y + 0.5) * frame_size[0] / h - 0.5
-  return np.stack([np.asarray(x), np.asarray(y)], axis=-1).astype(np.float32)
+    points = data_lib.resize_points(points, image_size, frame_size)
+  return points.astype(np.float32)
 
 
 class Detector:

@@ -132,13 +132,3 @@ def tracking(keypoints: np.ndarray, objects: np.ndarray, threshold: float,
             "mean_track_length": float(track_frames / track_count) if track_count else 0.0,
             "switches_per_100_frames": float(100.0 * switches / moves) if moves else 0.0}
 
-
-def to_raw_pixels(points: np.ndarray, size: tuple[int, int],
-                  raw_size: tuple[int, int]) -> np.ndarray:
-  """[..., 2] (x, y) pixels of a frame of `size` (h, w) -> pixels of the raw `raw_size` frame.
-
-  Pixel centres map to pixel centres under a resize: (p + 0.5) * raw / size - 0.5 per axis.
-  """
-  points = np.asarray(points, np.float64)
-  scale = np.array([raw_size[1] / size[1], raw_size[0] / size[0]])
-  return (points + 0.5) * scale - 0.5

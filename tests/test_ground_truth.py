@@ -163,7 +163,7 @@ def test_unsupported_game_is_a_one_line_error_naming_the_supported_ones():
 
 
 @pytest.mark.parametrize("height,width", [(80, 80), (84, 84), (105, 80)])
-def test_raw_to_stored_follows_the_box_resize(height, width):
+def test_resize_points_follows_the_box_resize(height, width):
   # Box averaging keeps an object's intensity-weighted centre, so a block's centre in the resized
   # frame is where its raw centre maps to (up to the rounding to uint8). Scaling centres without
   # the half-pixel shifts, x * width / raw_width, would be 0.24 to 0.31 pixels off at these sizes.
@@ -174,10 +174,10 @@ def test_raw_to_stored_follows_the_box_resize(height, width):
     ys, xs = np.mgrid[:height, :width]
     centre = np.array([(small * xs).sum(), (small * ys).sum()]) / small.sum()
     raw_centre = np.array([x0 + (w - 1) / 2, y0 + (h - 1) / 2])
-    mapped = ground_truth.raw_to_stored(raw_centre, (envs.ALE_RAW_HEIGHT, envs.ALE_RAW_WIDTH),
-                                        (height, width))
+    mapped = data.resize_points(raw_centre, (envs.ALE_RAW_HEIGHT, envs.ALE_RAW_WIDTH),
+                                (height, width))
     np.testing.assert_allclose(mapped, centre, atol=0.15)
-  nan = ground_truth.raw_to_stored(np.full((2, 2), np.nan), (210, 160), (80, 80))
+  nan = data.resize_points(np.full((2, 2), np.nan), (210, 160), (80, 80))
   assert np.isnan(nan).all()
 
 

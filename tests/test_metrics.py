@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from keypoints import data
 from keypoints import metrics
 
 T = 10
@@ -70,6 +71,6 @@ def test_sequences_never_cross_episodes():
     metrics.tracking(kp, obj, 2.0, [0], episode_lengths=[3, 4])
 
 
-def test_to_raw_pixels_maps_pixel_centres():
-  p = metrics.to_raw_pixels(np.array([[0.0, 0.0], [79.0, 79.0]]), (80, 80), (210, 160))
+def test_resize_points_maps_pixel_centres_to_the_raw_frame():
+  p = data.resize_points(np.array([[0.0, 0.0], [79.0, 79.0]]), (80, 80), (210, 160))
   np.testing.assert_allclose(p, [[0.5, 0.8125], [158.5, 208.1875]])
