@@ -30,6 +30,7 @@ from keypoints import configs
 from keypoints import data as data_lib
 from keypoints import inference
 from keypoints import train as train_lib
+from keypoints import xla
 
 _ARCHS = flags.DEFINE_list("archs", ["deepmind"], "Architectures to time (deepmind, paper).")
 _BATCHES = flags.DEFINE_list("batch_sizes", ["32", "64"], "Train-step batch sizes.")
@@ -61,7 +62,7 @@ def ceiling_rows() -> list[dict]:
   t = _timeit(lambda: mm(a), 5)
   x = jnp.ones((32, 40, 40, 64), jnp.float32)
   w = jnp.ones((3, 3, 64, 64), jnp.float32) * 0.01
-  conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+  conv = xla.jit(lambda x, w: jax.lax.conv_general_dilated(
       x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
   tc = _timeit(lambda: conv(x, w), 5)
   conv_flops = 2 * 32 * 40 * 40 * 9 * 64 * 64
@@ -79,7 +80,7 @@ def train_row(arch: str, batch: int, steps: int) -> dict:
   rng = np.random.default_rng(0)
   frames = jnp.asarray(rng.integers(0, 256, (400, size, size, 3), dtype=np.uint8))
   index = data_lib.make_pair_index(np.full(4, 100), 1, 20)
-  step = jax.jit(lambda s, f, i: train_lib.sample_and_train(s, f, i, batch))
+  step = xla.jit(lambda s, f, i: train_lib.sample_and_train(s, f, i, batch))
   compiled = step.lower(state, frames, index).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost

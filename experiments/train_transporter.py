@@ -31,6 +31,7 @@ from keypoints import data as data_lib
 from keypoints import inference
 from keypoints import train as train_lib
 from keypoints import visualize
+from keypoints import xla
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/pong.py",
@@ -107,7 +108,7 @@ def main(argv):
   step = int(state.step)
 
   frames = jnp.asarray(train_set.frames)
-  step_fn = jax.jit(functools.partial(train_lib.sample_and_train,
+  step_fn = xla.jit(functools.partial(train_lib.sample_and_train,
                                       batch_size=config.train.batch_size,
                                       min_offset=config.train.min_offset), donate_argnums=0)
   # A fixed held-out batch for the held-out loss and the reconstruction picture.
@@ -115,10 +116,10 @@ def main(argv):
                                            config.train.max_offset)
   heldout_pairs = data_lib.sample_pairs(jax.random.PRNGKey(1), jnp.asarray(heldout.frames),
                                         heldout_index, 8, config.train.min_offset)
-  eval_fn = jax.jit(train_lib.eval_loss)
+  eval_fn = xla.jit(train_lib.eval_loss)
   writer = harness.make_writer(run_dir)
   detector = inference.Detector(model, train_lib.model_variables(state.params, state.batch_stats))
-  reconstruct = jax.jit(lambda variables, source, target: model.apply(
+  reconstruct = xla.jit(lambda variables, source, target: model.apply(
       variables, source, target, rngs={"warp": jax.random.PRNGKey(0)}))
   logging.info("Training %s/%s (%d params) on %d frames (%d episodes), from step %d to %d",
                config.model.model_type, config.model.arch,

@@ -32,7 +32,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from keypoints import conv
 from keypoints import keypoint_ops
 from keypoints import networks
 
@@ -65,7 +64,7 @@ class LandmarkNet(nn.Module):
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
     x = networks.Encoder(self.filters, self.kernels, self.strides, self.norm)(images, train)
-    logits = conv.Conv(self.num_keypoints + 1, (1, 1), kernel_init=networks.reference_init)(x)
+    logits = networks.conv(self.num_keypoints + 1, 1)(x)
     response = jax.nn.softmax(logits, axis=-1)[..., :self.num_keypoints]
     dist = response / (jnp.sum(response, axis=(1, 2), keepdims=True) + 1e-8)
     return distribution_mean(dist), dist

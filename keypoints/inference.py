@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 from keypoints import data as data_lib
 from keypoints import networks
 from keypoints import train as train_lib
+from keypoints import xla
 
 
 def to_pixels(keypoints: np.ndarray | jax.Array, feature_size: tuple[int, int],
@@ -55,8 +56,8 @@ class Detector:
     # Public so that a training loop can point one detector (and its compiled functions) at
     # fresh parameters instead of building and compiling a new one.
     self.variables = variables
-    self._detect = jax.jit(lambda v, x: model.apply(v, x, method=model.detect))
-    self._features = jax.jit(lambda v, x: model.apply(v, x, method=model.detect_with_features))
+    self._detect = xla.jit(lambda v, x: model.apply(v, x, method=model.detect))
+    self._features = xla.jit(lambda v, x: model.apply(v, x, method=model.detect_with_features))
 
   def _prepare(self, frames) -> tuple[np.ndarray, tuple[int, int]]:
     frames = np.asarray(frames)

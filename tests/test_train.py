@@ -11,6 +11,7 @@ from keypoints import inference
 from keypoints import metrics
 from keypoints import sprites
 from keypoints import train
+from keypoints import xla
 
 
 def _setup(size=16, k=3, batch=4, seed=0, **model):
@@ -32,7 +33,7 @@ def test_train_step_is_pure_and_deterministic():
   _, state, tc = _setup()
   frames, _ = _frames()
   index = data_lib.make_pair_index(np.full(3, 20), 1, 10)
-  step = jax.jit(lambda s, f: train.sample_and_train(s, f, index, tc.batch_size))
+  step = xla.jit(lambda s, f: train.sample_and_train(s, f, index, tc.batch_size))
   f = jnp.asarray(frames.reshape(-1, 16, 16, 3))
   a1, m1 = step(state, f)
   a2, m2 = step(state, f)  # same input state -> same output: nothing hidden was mutated
@@ -105,7 +106,7 @@ def test_model_learns_sprites(model_type, steps, found):
                                    (size, size), train_frames.mean(0) / 255.0)
   index = data_lib.make_pair_index(np.full(10, 50), tc.min_offset, tc.max_offset)
   device_frames = jnp.asarray(train_frames)
-  step = jax.jit(lambda s: train.sample_and_train(s, device_frames, index, tc.batch_size))
+  step = xla.jit(lambda s: train.sample_and_train(s, device_frames, index, tc.batch_size))
   detector = inference.Detector(net, {"params": state.params})
 
   def recall(state):
