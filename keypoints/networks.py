@@ -11,6 +11,7 @@ so that its *actual* std is 1/sqrt(fan_in), about 14% larger than the reference'
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Sequence
 
@@ -33,26 +34,59 @@ def normalize_images(images: jax.Array, frame_mean: jax.Array | float = 0.5) -> 
   return images.astype(jnp.float32) / 255.0 - frame_mean
 
 
-class InstanceNorm(nn.Module):
-  """Per-example, per-channel normalisation over H and W with a learned scale and bias.
+def _mean_hw(x: jax.Array) -> jax.Array:
+  """[B, H, W, C] -> [B, C] mean over H and W, as a batched matrix-vector product.
 
-  Equal to `nn.InstanceNorm` (see tests), but the statistics are matrix products with a
-  constant averaging vector rather than reductions: on CPU, XLA rewrites reductions over the
-  middle axes of [B, H, W, C] into slow windowed reductions.
+  On CPU, XLA turns reductions over the middle axes of [B, H, W, C] into slow windowed
+  reductions, and a plain einsum into transposes; this form runs as one matrix product.
   """
+  b, h, w, c = x.shape
+  average = jnp.full((b, h * w), 1.0 / (h * w), x.dtype)
+  return jax.lax.dot_general(average, x.reshape(b, h * w, c), (((1,), (1,)), ((0,), (0,))))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def instance_norm(x: jax.Array, scale: jax.Array, bias: jax.Array,
+                  epsilon: float = 1e-5) -> jax.Array:
+  """(x - mean) / sqrt(var + epsilon) * scale + bias, statistics per example and channel."""
+  return _instance_norm_fwd(x, scale, bias, epsilon)[0]
+
+
+def _instance_norm_fwd(x, scale, bias, epsilon):
+  mean = _mean_hw(x)
+  rstd = jax.lax.rsqrt(jnp.maximum(_mean_hw(x * x) - mean * mean, 0.0) + epsilon)
+  mul = rstd * scale
+  y = x * mul[:, None, None, :] + (bias - mean * mul)[:, None, None, :]
+  return y, (x, mean, rstd, scale)
+
+
+def _instance_norm_bwd(epsilon, residuals, dy):
+  del epsilon
+  # The gradient written out so that its per-channel sums are matrix products too (autodiff
+  # of the forward gives XLA's slow reductions back).
+  x, mean, rstd, scale = residuals
+  num = x.shape[1] * x.shape[2]
+  mean_dy = _mean_hw(dy)
+  mean_dy_xhat = rstd * (_mean_hw(dy * x) - mean * mean_dy)
+  xhat = (x - mean[:, None, None, :]) * rstd[:, None, None, :]
+  dx = (scale * rstd)[:, None, None, :] * (
+      dy - mean_dy[:, None, None, :] - xhat * mean_dy_xhat[:, None, None, :])
+  return dx, num * mean_dy_xhat.sum(0), num * mean_dy.sum(0)
+
+
+instance_norm.defvjp(_instance_norm_fwd, _instance_norm_bwd)
+
+
+class InstanceNorm(nn.Module):
+  """`instance_norm` with a learned per-channel scale and bias; equal to `nn.InstanceNorm`
+  (same parameters; see tests) and several times faster on CPU."""
   epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    b, h, w, c = x.shape
-    scale = self.param("scale", nn.initializers.ones, (c,))
-    bias = self.param("bias", nn.initializers.zeros, (c,))
-    flat = x.reshape(b, h * w, c)
-    average = jnp.full((h * w,), 1.0 / (h * w), x.dtype)
-    mean = jnp.einsum("bpc,p->bc", flat, average)
-    var = jnp.maximum(jnp.einsum("bpc,p->bc", flat * flat, average) - mean * mean, 0.0)
-    mul = jax.lax.rsqrt(var + self.epsilon) * scale
-    return x * mul[:, None, None, :] + (bias - mean * mul)[:, None, None, :]
+    scale = self.param("scale", nn.initializers.ones, (x.shape[-1],))
+    bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],))
+    return instance_norm(x, scale, bias, self.epsilon)
 
 
 class Norm(nn.Module):
