@@ -1,4 +1,4 @@
-"""Installs the keypoints, rl, experiments and benchmarks packages with pinned dependencies."""
+"""Installs the project's packages (keypoints, rl, experiments, launch, benchmarks), pinned."""
 import pathlib
 
 import setuptools
@@ -16,6 +16,7 @@ setuptools.setup(
     version="0.1.0",
     description="Unsupervised object keypoints (Transporter) and keypoint-based RL in JAX.",
     python_requires=">=3.11",
-    packages=setuptools.find_packages(include=["keypoints*", "rl*", "experiments*", "benchmarks*"]),
+    packages=setuptools.find_packages(
+        include=["keypoints*", "rl*", "experiments*", "launch*", "benchmarks*"]),
     install_requires=_requirements(),
 )
