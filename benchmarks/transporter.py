@@ -5,12 +5,14 @@
 
 Rows:
   train/<arch>/b<B>   pairs/s of the jitted train step (sampling included), its achieved GFLOP/s
-                      (XLA's own FLOP count of the compiled step / time) and the process's peak RSS.
+                      (XLA's own FLOP count of the compiled step / time) and the process's peak RSS
+                      (the maximum so far: earlier rows' memory counts too).
   ceiling/matmul      GFLOP/s of a 2048^3 float32 matmul: what this CPU can do at best.
   ceiling/conv        GFLOP/s of a 3x3 64->64 conv forward at 40x40, batch 32.
   detect/<arch>/b1    median latency of the detector on one raw 210x160 Atari frame (resize
                       included) and on one frame already at model size.
-  torch/<arch>/b<B>   the same model and step written in PyTorch (only with --torch).
+  torch/<arch>/b<B>   the same model and step written in PyTorch (only with --torch), timed in
+                      alternation with the JAX step: this machine's speed drifts by 20% and more.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ def ceiling_rows() -> list[dict]:
           {"name": "ceiling/conv", "gflops": conv_flops / tc / 1e9}]
 
 
-def train_row(arch: str, batch: int, steps: int) -> dict:
+def _train_step_fn(arch: str, batch: int):
+  """(run one jitted train step, XLA's FLOP count of the step) for random frames."""
   size = _SIZE.value
   mc = configs.model_config(arch, num_keypoints=_KEYPOINTS.value, image_size=(size, size))
   tc = configs.train_config(batch_size=batch)
@@ -89,11 +92,44 @@ def train_row(arch: str, batch: int, steps: int) -> dict:
 
   def run():
     holder[0], metrics = compiled(holder[0], frames, index)
-    return metrics
+    return jax.block_until_ready(metrics)
 
-  t = _timeit(run, steps)
-  return {"name": f"train/{arch}/b{batch}", "pairs_per_s": batch / t, "ms": t * 1e3,
-          "gflops": flops / t / 1e9, "gflop_per_step": flops / 1e9, "peak_rss_mib": peak_rss_mib()}
+  return run, flops
+
+
+def _torch_step_fn(arch: str, batch: int):
+  try:
+    from benchmarks import torch_twin  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  return torch_twin.make_train_step(arch, batch, _SIZE.value, _KEYPOINTS.value)
+
+
+def train_rows(arch: str, batch: int, steps: int, with_torch: bool) -> list[dict]:
+  """The JAX step's row and, with `with_torch`, the PyTorch twin's. Their timed steps alternate
+  (after one warm-up each), so that drift in the machine's speed slows both alike."""
+  jax_step, flops = _train_step_fn(arch, batch)
+  jax_step()  # warm-up, then the process's peak memory before the twin allocates anything
+  rss = peak_rss_mib()
+  steps_by_name = {f"train/{arch}/b{batch}": jax_step}
+  torch_step = _torch_step_fn(arch, batch) if with_torch else None
+  if torch_step is not None:
+    torch_step()
+    steps_by_name[f"torch/{arch}/b{batch}"] = torch_step
+  times = {name: [] for name in steps_by_name}
+  for _ in range(steps):
+    for name, fn in steps_by_name.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  rows = []
+  for name in steps_by_name:
+    t = statistics.median(times[name])
+    row = {"name": name, "pairs_per_s": batch / t, "ms": t * 1e3}
+    if name.startswith("train/"):
+      row.update(gflops=flops / t / 1e9, gflop_per_step=flops / 1e9, peak_rss_mib=rss)
+    rows.append(row)
+  return rows
 
 
 def detect_rows(arch: str) -> list[dict]:
@@ -113,16 +149,6 @@ def detect_rows(arch: str) -> list[dict]:
   return rows
 
 
-def torch_row(arch: str, batch: int, steps: int) -> dict | None:
-  try:
-    from benchmarks import torch_twin  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  t = torch_twin.time_train_step(arch, batch, _SIZE.value, _KEYPOINTS.value, steps)
-  return {"name": f"torch/{arch}/b{batch}", "pairs_per_s": batch / t, "ms": t * 1e3,
-          "peak_rss_mib": peak_rss_mib()}
-
-
 def print_table(rows: list[dict]) -> None:
   cols = ["name", "pairs_per_s", "ms", "gflops", "gflop_per_step", "peak_rss_mib"]
   print(" | ".join(f"{c:>22}" if i == 0 else f"{c:>14}" for i, c in enumerate(cols)))
@@ -140,11 +166,7 @@ def main(argv):
   rows = ceiling_rows()
   for arch in _ARCHS.value:
     for b in _BATCHES.value:
-      rows.append(train_row(arch, int(b), _STEPS.value))
-      if _TORCH.value:
-        row = torch_row(arch, int(b), _STEPS.value)
-        if row:
-          rows.append(row)
+      rows += train_rows(arch, int(b), _STEPS.value, _TORCH.value)
     rows += detect_rows(arch)
   print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
   print_table(rows)
