@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app
 from absl import flags
+from absl import logging
 
 from keypoints import configs
 from keypoints import data as data_lib
@@ -101,6 +102,7 @@ def _torch_step_fn(arch: str, batch: int):
   try:
     from benchmarks import torch_twin  # pylint: disable=g-import-not-at-top
   except ImportError:
+    logging.warning("--torch: PyTorch is not installed, so there are no torch/ rows")
     return None
   return torch_twin.make_train_step(arch, batch, _SIZE.value, _KEYPOINTS.value)
 
