@@ -2,7 +2,8 @@
 
 Shapes: images enter as uint8 or float [B, H, W, 3] on the [0, 255] scale and are mapped to
 float32 [0, 1] minus a centre (0.5, or the mean training frame) by `normalize_images`; feature
-maps are [B, H/s, W/s, C] where s is the product of the encoder strides; keypoints follow `keypoint_ops` ((x, y) in [-1, 1] on the feature map).
+maps are [B, H/s, W/s, C] where s is the product of the encoder strides; keypoints follow
+`keypoint_ops` ((x, y) in [-1, 1] on the feature map).
 
 Initialisation follows the reference (Sonnet): weights from a normal of std 1/sqrt(fan_in)
 truncated at two std, biases zero. Flax's default `lecun_normal` rescales the truncated normal

@@ -117,8 +117,8 @@ def main(argv):
             for name, p in zip(commands, points)]
   (root / "sweep.json").write_text(json.dumps(record, indent=2))
   for r in record:
-    status = "ok" if r["exit_code"] == 0 else f"FAILED ({r['exit_code']}), see {root / r['name']}.log"
-    print(f"{r['name']}: {status}")
+    failed = f"FAILED ({r['exit_code']}), see {root / r['name']}.log"
+    print(f"{r['name']}: {'ok' if r['exit_code'] == 0 else failed}")
   if any(r["exit_code"] != 0 for r in record):
     sys.exit(1)
 
