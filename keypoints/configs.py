@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import ml_collections
 
+from keypoints import keypoint_ops
+from keypoints import networks
+
 ARCHITECTURES = {
     "deepmind": dict(filters=(16, 16, 32, 32), kernels=(7, 3, 3, 3), strides=(1, 1, 2, 1),
                      decoder_filters=32),
@@ -22,6 +25,9 @@ ARCHITECTURES = {
 }
 
 MODEL_TYPES = ("transporter", "jakab", "zhang")
+NORMS = networks.NORMS
+SOFTMAX_KINDS = keypoint_ops.SOFTMAX_KINDS
+LR_SCHEDULES = ("exponential", "cosine")
 
 
 def model_config(arch: str = "deepmind", **overrides) -> ml_collections.ConfigDict:
@@ -36,6 +42,10 @@ def model_config(arch: str = "deepmind", **overrides) -> ml_collections.ConfigDi
       image_size=(80, 80),
       gauss_std=0.1,  # in the [-1, 1] units of the feature map
       norm="instance",
+      # Psi's readout of its heatmaps (keypoint_ops.spatial_softmax): "axis" (DeepMind's
+      # per-axis softmax of axis means) or "2d" (one softmax over the whole map).
+      softmax="axis",
+      coord_channels=False,  # x, y channels appended to Psi's input
       # "mean_frame" (default): frames minus the training frames' average, which zeroes a static
       # background so that only what moves carries signal: on the sprites video keypoints lock on
       # in ~400 steps instead of ~900, and small Atari objects are found at all on a CPU budget.
@@ -59,6 +69,13 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
       learning_rate=1e-3,
       lr_decay_rate=0.95,  # multiply the learning rate by this ...
       lr_decay_steps=100_000,  # ... every this many steps (paper schedule)
+      # "exponential": the staircase decay above; "cosine": a linear warm-up over
+      # `warmup_steps` to `learning_rate`, then a cosine decay to `learning_rate *
+      # final_lr_fraction` at `num_steps` (the decay fields above are then unused).
+      lr_schedule="exponential",
+      warmup_steps=0,
+      final_lr_fraction=0.0,
+      grad_clip_norm=0.0,  # > 0: clip the gradient's global norm to this before Adam
       min_offset=1,
       max_offset=20,
       num_steps=10_000,
@@ -76,6 +93,10 @@ def validate(model: ml_collections.ConfigDict, train: ml_collections.ConfigDict 
     raise ValueError(f"num_keypoints (K) must be >= 1, got {model.num_keypoints}")
   if model.centering not in ("constant", "mean_frame"):
     raise ValueError(f"centering must be 'constant' or 'mean_frame', got {model.centering!r}")
+  if model.norm not in NORMS:
+    raise ValueError(f"norm must be one of {NORMS}, got {model.norm!r}")
+  if model.get("softmax", "axis") not in SOFTMAX_KINDS:
+    raise ValueError(f"softmax must be one of {SOFTMAX_KINDS}, got {model.softmax!r}")
   if model.gauss_std <= 0:
     raise ValueError(f"gauss_std must be > 0, got {model.gauss_std}")
   if len({len(model.filters), len(model.kernels), len(model.strides)}) != 1:
@@ -90,6 +111,10 @@ def validate(model: ml_collections.ConfigDict, train: ml_collections.ConfigDict 
   if train is not None:
     if train.batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {train.batch_size}")
+    if train.get("lr_schedule", "exponential") not in LR_SCHEDULES:
+      raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {train.lr_schedule!r}")
+    if train.learning_rate <= 0:
+      raise ValueError(f"learning_rate must be > 0, got {train.learning_rate}")
     if train.min_offset < 1:
       raise ValueError(f"min_offset must be >= 1, got {train.min_offset}")
     if train.max_offset < train.min_offset:

@@ -24,21 +24,46 @@ def _axis_coordinate(logits: jax.Array, axis: int) -> jax.Array:
   return jnp.einsum("bsk,s->bk", prob, grid)
 
 
-def spatial_softmax(logits: jax.Array) -> jax.Array:
+SOFTMAX_KINDS = ("axis", "2d")
+
+
+def spatial_softmax(logits: jax.Array, kind: str = "axis") -> jax.Array:
   """Keypoint centres from heatmap logits.
 
-  Each axis uses a softmax over the heatmap's mean along the other axis (its marginal), and the
-  coordinate is the expectation of the [-1, 1] grid under it, as in DeepMind's Transporter.
+  kind "axis" (DeepMind's Transporter): each axis uses a softmax over the heatmap's mean along
+  the other axis (its marginal), and the coordinate is the expectation of the [-1, 1] grid under
+  it. A one-cell response of logit L enters that marginal as L / (map width), so a small
+  object must drive its logit tens of times higher before it can hold a keypoint.
+  kind "2d": one softmax over all H x W cells and the expectation of (x, y) under it; a one-cell
+  logit counts in full (its marginals are the log-sum-exp over the other axis, not the mean).
 
   Args:
     logits: [B, H, W, K] raw heatmaps.
+    kind: "axis" or "2d".
 
   Returns:
     [B, K, 2] keypoints (x, y) in [-1, 1].
   """
-  x = _axis_coordinate(logits, axis=2)
-  y = _axis_coordinate(logits, axis=1)
+  if kind == "axis":
+    x = _axis_coordinate(logits, axis=2)
+    y = _axis_coordinate(logits, axis=1)
+  elif kind == "2d":
+    b, h, w, k = logits.shape
+    prob = jax.nn.softmax(logits.reshape(b, h * w, k), axis=1).reshape(b, h, w, k)
+    x = jnp.einsum("bwk,w->bk", prob.sum(axis=1), jnp.linspace(-1.0, 1.0, w, dtype=logits.dtype))
+    y = jnp.einsum("bhk,h->bk", prob.sum(axis=2), jnp.linspace(-1.0, 1.0, h, dtype=logits.dtype))
+  else:
+    raise ValueError(f"unknown spatial softmax {kind!r}; expected one of {SOFTMAX_KINDS}")
   return jnp.stack([x, y], axis=-1)
+
+
+def coordinate_channels(images: jax.Array) -> jax.Array:
+  """[B, H, W, C] -> [B, H, W, C + 2]: appends x and y in [-1, 1] (this module's convention)."""
+  b, h, w, _ = images.shape
+  ys, xs = jnp.meshgrid(jnp.linspace(-1.0, 1.0, h, dtype=images.dtype),
+                        jnp.linspace(-1.0, 1.0, w, dtype=images.dtype), indexing="ij")
+  grid = jnp.broadcast_to(jnp.stack([xs, ys], axis=-1), (b, h, w, 2))
+  return jnp.concatenate([images, grid], axis=-1)
 
 
 def gaussian_maps(keypoints: jax.Array, height: int, width: int, std: float) -> jax.Array:

@@ -148,6 +148,9 @@ class Encoder(nn.Module):
 class KeypointNet(nn.Module):
   """Psi: its own encoder, a 1x1 conv to K heatmaps, spatial softmax.
 
+  `softmax` picks the readout (`keypoint_ops.spatial_softmax`); `coord_channels` appends x and y
+  channels to the input so the heatmaps can depend on where a cell is.
+
   Returns keypoints [B, K, 2] and the raw heatmap logits [B, h, w, K].
   """
   num_keypoints: int
@@ -155,12 +158,16 @@ class KeypointNet(nn.Module):
   kernels: Sequence[int]
   strides: Sequence[int]
   norm: str = "instance"
+  softmax: str = "axis"
+  coord_channels: bool = False
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    if self.coord_channels:
+      images = keypoint_ops.coordinate_channels(images)
     x = Encoder(self.filters, self.kernels, self.strides, self.norm)(images, train)
     logits = conv(self.num_keypoints, 1)(x)
-    return keypoint_ops.spatial_softmax(logits), logits
+    return keypoint_ops.spatial_softmax(logits, self.softmax), logits
 
 
 class RefineNet(nn.Module):
@@ -205,6 +212,8 @@ class KeypointAutoencoder(nn.Module):
   decoder_filters: int
   gauss_std: float = 0.1
   norm: str = "instance"
+  softmax: str = "axis"
+  coord_channels: bool = False
 
   def setup(self):
     # Subtracted from every input frame (and from the reconstruction target). 0.5 by default;
@@ -217,7 +226,8 @@ class KeypointAutoencoder(nn.Module):
     self.decoder = RefineNet(self.decoder_filters, tuple(self.image_size), self.norm)
 
   def make_keypointer(self) -> nn.Module:
-    return KeypointNet(self.num_keypoints, self.filters, self.kernels, self.strides, self.norm)
+    return KeypointNet(self.num_keypoints, self.filters, self.kernels, self.strides, self.norm,
+                       self.softmax, self.coord_channels)
 
   def _normalize(self, images: jax.Array) -> jax.Array:
     return normalize_images(images, jax.lax.stop_gradient(self.frame_mean))

@@ -56,20 +56,38 @@ def build_model(model_config: ml_collections.ConfigDict) -> networks.KeypointAut
       decoder_filters=model_config.decoder_filters,
       gauss_std=model_config.gauss_std,
       norm=model_config.norm)
+  # Psi's readout; runs that predate these fields used the defaults.
+  psi = dict(softmax=model_config.get("softmax", "axis"),
+             coord_channels=bool(model_config.get("coord_channels", False)))
   model_type = model_config.get("model_type", "transporter")  # runs that predate baselines
   if model_type == "transporter":
-    return networks.Transporter(**common)
+    return networks.Transporter(**common, **psi)
   if model_type == "jakab":
-    return baselines.Jakab(**common)
+    return baselines.Jakab(**common, **psi)
   if model_type == "zhang":
     return baselines.Zhang(**common, **model_config.zhang.to_dict())
   raise ValueError(f"unknown model {model_type!r}; expected one of {configs.MODEL_TYPES}")
 
 
+def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> optax.Schedule:
+  """The learning rate against the step (`train_config.lr_schedule`, see configs)."""
+  kind = train_config.get("lr_schedule", "exponential")  # runs that predate the field
+  if kind == "exponential":
+    return optax.exponential_decay(train_config.learning_rate, train_config.lr_decay_steps,
+                                   train_config.lr_decay_rate, staircase=True)
+  if kind == "cosine":
+    warmup = int(train_config.warmup_steps)
+    return optax.warmup_cosine_decay_schedule(
+        0.0 if warmup else train_config.learning_rate, train_config.learning_rate, warmup,
+        max(int(train_config.num_steps), warmup + 1),
+        train_config.learning_rate * train_config.final_lr_fraction)
+  raise ValueError(f"unknown lr_schedule {kind!r}; expected one of {configs.LR_SCHEDULES}")
+
+
 def build_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  schedule = optax.exponential_decay(train_config.learning_rate, train_config.lr_decay_steps,
-                                     train_config.lr_decay_rate, staircase=True)
-  return optax.adam(schedule)
+  adam = optax.adam(learning_rate_schedule(train_config))
+  clip = train_config.get("grad_clip_norm", 0.0)
+  return optax.chain(optax.clip_by_global_norm(clip), adam) if clip > 0 else adam
 
 
 def create_train_state(key: jax.Array, model: nn.Module, tx: optax.GradientTransformation,
@@ -167,6 +185,21 @@ def sample_and_train(state: TrainState, frames: jax.Array, pair_index: data_lib.
   key, sample_key = jax.random.split(state.key)
   batch = data_lib.sample_pairs(sample_key, frames, pair_index, batch_size, min_offset)
   return train_step(state.replace(key=key), batch, jax.random.fold_in(sample_key, 1))
+
+
+def sample_and_train_steps(state: TrainState, frames: jax.Array, pair_index: data_lib.PairIndex,
+                           batch_size: int, min_offset: int, num_steps: int
+                           ) -> tuple[TrainState, dict]:
+  """`num_steps` calls of `sample_and_train` in one dispatch (lax.scan); metrics are their means.
+
+  For accelerators, where a step is launch-bound; the CPU keeps one step per dispatch (see
+  `sample_and_train`). The steps are the same as `num_steps` separate calls.
+  """
+  def body(carry, _):
+    return sample_and_train(carry, frames, pair_index, batch_size, min_offset)
+
+  state, metrics = jax.lax.scan(body, state, None, length=num_steps)
+  return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
 
 
 def eval_loss(state: TrainState, batch: dict[str, jax.Array]) -> jax.Array:
