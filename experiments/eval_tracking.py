@@ -13,6 +13,14 @@ recall and identity measures. Writes into --out:
   tracking.png    precision and recall against the horizon, one line per model
   <name>.gif      keypoints (coloured rings) and ground-truth objects (white dots) per model
   comparison.gif  the models side by side
+
+Robustness over seeds: `--sweep_dir` scores every run of a sweep (each subfolder with a
+config.json, e.g. from `python -m launch.sweep --grid=config.train.seed=0,1,2,3,4`) on its own
+held-out episodes and prints one row of per-object recall per run, and how many runs put a
+keypoint on every object in at least `--min_recall` of the frames; it writes recall.json into
+--out (default: the sweep folder).
+
+  python -m experiments.eval_tracking --sweep_dir=runs/pong_seeds
 """
 
 from __future__ import annotations
@@ -29,18 +37,24 @@ from absl import logging
 from tqdm import tqdm
 
 from keypoints import data as data_lib
+from keypoints import evaluation
 from keypoints import ground_truth
 from keypoints import inference
 from keypoints import metrics
 from keypoints import visualize
 
 _RUN_DIRS = flags.DEFINE_list(
-    "run_dirs", None, "Comma-separated training run directories to evaluate and compare.",
-    required=True)
+    "run_dirs", None, "Comma-separated training run directories to evaluate and compare.")
+_SWEEP_DIR = flags.DEFINE_string(
+    "sweep_dir", None, "Instead of --run_dirs: a folder of runs (a sweep); prints per-object "
+    "recall for every run in it.")
+_MIN_RECALL = flags.DEFINE_float(
+    "min_recall", 0.9, "With --sweep_dir: a run finds every object when each object's recall "
+    "reaches this.")
 _NAMES = flags.DEFINE_list(
     "names", None, "Labels for the runs, in order (default: each run directory's name).")
-_OUT = flags.DEFINE_string("out", None, "Folder for results.json, tracking.png and the GIFs.",
-                           required=True)
+_OUT = flags.DEFINE_string("out", None, "Folder for results.json, tracking.png and the GIFs "
+                           "(with --sweep_dir: for recall.json; default the sweep folder).")
 _DATASET = flags.DEFINE_string(
     "dataset", None, "Dataset folder to use instead of the one in each run's config (e.g. "
     "after moving it); its held-out split is still the run's.")
@@ -65,11 +79,6 @@ def load_run(run_dir: pathlib.Path, dataset_path: str | None):
                                   None if max_episodes < 0 else max_episodes)
   _, heldout = dataset.split(config.dataset.heldout_episodes)
   return config, heldout
-
-
-def detect_all(detector: inference.Detector, frames: np.ndarray, batch_size: int) -> np.ndarray:
-  out = [detector(frames[i:i + batch_size]) for i in range(0, len(frames), batch_size)]
-  return np.concatenate(out)
 
 
 def label(frames: np.ndarray, text: str) -> np.ndarray:
@@ -104,9 +113,81 @@ def plot(path: pathlib.Path, results: list[dict], threshold: float, title: str) 
   plt.close(fig)
 
 
+def _make_out_dir(path: str) -> pathlib.Path:
+  out = pathlib.Path(path)
+  if out.exists() and not out.is_dir():
+    raise ValueError(f"--out {out} is a file, not a folder")
+  out.mkdir(parents=True, exist_ok=True)
+  return out
+
+
+def sweep_runs(sweep_dir: pathlib.Path) -> list[pathlib.Path]:
+  """The run directories of a sweep: its subfolders that hold a config.json, sorted by name."""
+  if not sweep_dir.is_dir():
+    raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
+  runs = sorted(p for p in sweep_dir.iterdir() if (p / "config.json").is_file())
+  if not runs:
+    raise FileNotFoundError(f"{sweep_dir} holds no runs (subfolders with a config.json)")
+  return runs
+
+
+def evaluate_sweep(sweep_dir: pathlib.Path, out: pathlib.Path | None, threshold: float,
+                   min_recall: float, dataset_path: str | None, batch_size: int) -> dict:
+  """Per-object recall of every run in `sweep_dir` on its own held-out episodes; prints a table.
+
+  Runs without a checkpoint yet are listed as unfinished and left out of the count.
+  """
+  rows, names = [], None
+  for run_dir in tqdm(sweep_runs(sweep_dir), desc="runs"):
+    config, heldout = load_run(run_dir, dataset_path)
+    try:
+      detector = inference.load_detector(run_dir)
+    except FileNotFoundError:
+      rows.append({"run": run_dir.name, "finished": False})
+      continue
+    scored = evaluation.score_heldout(detector, heldout, threshold, batch_size)
+    names = names or scored.object_names
+    recall = dict(zip(scored.object_names, (float(v) for v in scored.per_object_recall)))
+    rows.append({"run": run_dir.name, "finished": True, "seed": config.train.seed,
+                 "env": heldout.metadata.get("env"), "train_steps": config.train.num_steps,
+                 "per_object_recall": recall,
+                 "finds_every_object": min(recall.values()) >= min_recall})
+  done = [r for r in rows if r["finished"]]
+  hits = sum(r["finds_every_object"] for r in done)
+  summary = {"sweep_dir": str(sweep_dir), "threshold_raw_px": threshold,
+             "min_recall": min_recall, "runs": rows, "runs_finding_every_object": hits,
+             "finished_runs": len(done)}
+  (out or sweep_dir).joinpath("recall.json").write_text(json.dumps(summary, indent=2))
+  width = max(12, *(len(r["run"]) for r in rows))
+  header = f"{'run':<{width}}" + "".join(f"  {n:>8}" for n in (names or ()))
+  print(f"per-object recall on held-out frames (a keypoint within {threshold:g} raw px):")
+  print(header + "  every object")
+  for r in rows:
+    if not r["finished"]:
+      print(f"{r['run']:<{width}}  (no checkpoint yet)")
+      continue
+    cells = "".join(f"  {r['per_object_recall'][n]:8.2f}" for n in names)
+    print(f"{r['run']:<{width}}{cells}  {'yes' if r['finds_every_object'] else 'NO'}")
+  print(f"{hits} of {len(done)} runs put a keypoint on every object in >= {min_recall:.0%} of "
+        f"held-out frames")
+  return summary
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if (_RUN_DIRS.value is None) == (_SWEEP_DIR.value is None):
+    sys.exit("error: give either --run_dirs or --sweep_dir")
+  if _SWEEP_DIR.value is not None:
+    try:
+      out = _make_out_dir(_OUT.value) if _OUT.value else None
+      evaluate_sweep(pathlib.Path(_SWEEP_DIR.value), out, _THRESHOLD.value, _MIN_RECALL.value,
+                     _DATASET.value, _BATCH.value)
+    except (ValueError, FileNotFoundError) as e:
+      sys.exit(f"error: {e}")
+    return
+  if _OUT.value is None:
+    sys.exit("error: --out is required with --run_dirs")
   run_dirs = [pathlib.Path(p) for p in _RUN_DIRS.value]
   names = _NAMES.value or [p.name for p in run_dirs]
   try:
@@ -129,15 +210,12 @@ def main(argv):
     object_names, objects = ground_truth.dataset_positions(heldout.metadata,
                                                            heldout.ground_truth)
     detectors = [inference.load_detector(p) for p in run_dirs]
+    out = _make_out_dir(_OUT.value)
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f"error: {e}")
 
   meta = heldout.metadata
-  size = heldout.frames.shape[1:3]
-  raw_size = (int(meta.get("raw_height", size[0])), int(meta.get("raw_width", size[1])))
-  raw_objects = data_lib.resize_points(objects, size, raw_size)
-  out = pathlib.Path(_OUT.value)
-  out.mkdir(parents=True, exist_ok=True)
+  raw_size = evaluation.raw_frame_size(heldout)
   logging.info("Evaluating %d runs on %d held-out frames (%d episodes) of %s; objects: %s",
                len(run_dirs), len(heldout.frames), heldout.num_episodes, meta.get("env"),
                ", ".join(object_names))
@@ -147,11 +225,11 @@ def main(argv):
   gif_frames = heldout.frames[gif_slice][:_GIF_FRAMES.value]
   for name, run_dir, (config, _), detector in tqdm(list(zip(names, run_dirs, runs, detectors)),
                                                   desc="models"):
-    keypoints = detect_all(detector, heldout.frames, _BATCH.value)
-    raw_keypoints = data_lib.resize_points(keypoints, size, raw_size)
-    scores = metrics.tracking(raw_keypoints, raw_objects, _THRESHOLD.value, horizons,
+    scored = evaluation.score_heldout(detector, heldout, _THRESHOLD.value, _BATCH.value)
+    keypoints = scored.frame_keypoints
+    scores = metrics.tracking(scored.keypoints, scored.objects, _THRESHOLD.value, horizons,
                               heldout.episode_lengths)
-    per_object = metrics.object_recall(raw_keypoints, raw_objects, _THRESHOLD.value)
+    per_object = scored.per_object_recall
     results.append({
         "name": name, "run_dir": str(run_dir),
         "model_type": config.model.get("model_type", "transporter"), "arch": config.model.arch,

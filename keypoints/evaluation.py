@@ -22,12 +22,14 @@ class HeldoutScores:
 
   Attributes:
     object_names: names of the M objects.
+    frame_keypoints: float [T, K, 2] (x, y) pixels of the stored frames (for drawing on them).
     keypoints: float [T, K, 2] (x, y) raw-frame pixels.
     objects: float [T, M, 2] raw-frame pixels, NaN where not visible.
     per_object_recall: float [M], fraction of visible frames with a keypoint within threshold.
     raw_size: (H, W) of the raw frames.
   """
   object_names: tuple[str, ...]
+  frame_keypoints: np.ndarray
   keypoints: np.ndarray
   objects: np.ndarray
   per_object_recall: np.ndarray
@@ -58,8 +60,8 @@ def score_heldout(detector: inference.Detector, heldout: data_lib.Dataset, thres
   names, objects = ground_truth.dataset_positions(heldout.metadata, heldout.ground_truth)
   size = heldout.frames.shape[1:3]
   raw_size = raw_frame_size(heldout)
-  keypoints = data_lib.resize_points(detect_all(detector, heldout.frames, batch_size), size,
-                                     raw_size)
+  frame_keypoints = detect_all(detector, heldout.frames, batch_size)
+  keypoints = data_lib.resize_points(frame_keypoints, size, raw_size)
   raw_objects = data_lib.resize_points(objects, size, raw_size)
   recall = metrics.object_recall(keypoints, raw_objects, threshold)
-  return HeldoutScores(tuple(names), keypoints, raw_objects, recall, raw_size)
+  return HeldoutScores(tuple(names), frame_keypoints, keypoints, raw_objects, recall, raw_size)

@@ -92,3 +92,48 @@ def test_missing_run_is_one_clear_error(tmp_path):
                  f"--out={tmp_path / 'eval'}"])
   assert result.returncode != 0
   assert "is not a training run" in result.stderr.strip().splitlines()[-1]
+
+
+def test_sweep_dir_prints_per_object_recall_for_every_run(runs, tmp_path):
+  # The fixture's folder is a sweep of three runs; a subfolder without config.json is skipped
+  # and a run without a checkpoint is listed as unfinished.
+  (runs / "not_a_run").mkdir(exist_ok=True)
+  unfinished = tmp_path / "sweep"
+  result = _run(["experiments.eval_tracking", f"--sweep_dir={runs}", f"--out={unfinished}",
+                 "--threshold=2"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads((unfinished / "recall.json").read_text())
+  assert [r["run"] for r in summary["runs"]] == ["jakab", "transporter", "zhang"]
+  for row in summary["runs"]:
+    assert set(row["per_object_recall"]) == {"sprite_0", "sprite_1"}
+    assert row["finds_every_object"] == (min(row["per_object_recall"].values()) >= 0.9)
+  hits = sum(r["finds_every_object"] for r in summary["runs"])
+  assert f"{hits} of 3 runs put a keypoint on every object" in result.stdout
+  for row in summary["runs"]:
+    line = next(l for l in result.stdout.splitlines() if l.startswith(row["run"] + " "))
+    assert f"{row['per_object_recall']['sprite_0']:.2f}" in line
+
+
+def test_sweep_dir_without_runs_is_one_clear_error(tmp_path):
+  result = _run(["experiments.eval_tracking", f"--sweep_dir={tmp_path}"])
+  assert result.returncode != 0
+  assert "holds no runs" in result.stderr.strip().splitlines()[-1]
+  assert "Traceback" not in result.stderr
+
+
+def test_seed_study_trains_and_scores_every_seed(sprites_dir, tmp_path):
+  out = tmp_path / "study.json"
+  result = _run(["experiments.seed_study", "--config=experiments/configs/sprites.py",
+                 f"--config.dataset.path={sprites_dir}", "--config.model.image_size=(16, 16)",
+                 "--config.model.num_keypoints=3", "--config.train.batch_size=4",
+                 "--config.train.num_steps=6", "--seeds=3,4", "--log_every=3", "--threshold=2",
+                 f"--out={out}"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  study = json.loads(out.read_text())
+  assert [s["seed"] for s in study["seeds"]] == [3, 4]
+  for s in study["seeds"]:
+    assert s["step"] == [3, 6] and len(s["loss"]) == 2 and len(s["keypoint_spread"]) == 2
+    assert set(s["per_object_recall"]) == {"sprite_0", "sprite_1"}
+  # Different seeds are different runs.
+  assert study["seeds"][0]["loss"] != study["seeds"][1]["loss"]
+  assert "seed 3:" in result.stdout and "of 2 seeds" in result.stdout

@@ -72,3 +72,33 @@ def test_transport_without_keypoint_mass_copies_source():
   fs = jnp.ones((1, 4, 4, 2)) * 3.0
   zeros = jnp.zeros((1, 4, 4, 3))
   np.testing.assert_allclose(keypoint_ops.transport(zeros, zeros, fs, -fs), fs)
+
+
+@pytest.mark.parametrize("row, col", [(3, 10), (12, 1)])
+def test_2d_softmax_reads_a_one_cell_response_where_the_axis_softmax_cannot(row, col):
+  # One cell of a 16x16 map 12 logits above the rest: the joint softmax puts the keypoint on
+  # it; the per-axis softmax sees 12 / 16 in each marginal and stays near the middle.
+  logits = np.zeros((1, 16, 16, 1), np.float32)
+  logits[0, row, col, 0] = 12.0
+  grid = np.linspace(-1, 1, 16)
+  two_d = np.asarray(keypoint_ops.spatial_softmax(jnp.asarray(logits), "2d"))[0, 0]
+  axis = np.asarray(keypoint_ops.spatial_softmax(jnp.asarray(logits), "axis"))[0, 0]
+  np.testing.assert_allclose(two_d, [grid[col], grid[row]], atol=0.02)
+  assert np.abs(axis).max() < 0.2
+  # A uniformly large logit along a whole row and column is what the axis softmax needs.
+  logits[0, row, :, 0] = 12.0
+  logits[0, :, col, 0] = 12.0
+  axis = np.asarray(keypoint_ops.spatial_softmax(jnp.asarray(logits), "axis"))[0, 0]
+  np.testing.assert_allclose(axis, [grid[col], grid[row]], atol=0.05)
+
+
+def test_unknown_softmax_is_refused():
+  with pytest.raises(ValueError, match="unknown spatial softmax"):
+    keypoint_ops.spatial_softmax(jnp.zeros((1, 4, 4, 1)), "3d")
+
+
+def test_coordinate_channels_follow_the_keypoint_convention():
+  out = np.asarray(keypoint_ops.coordinate_channels(jnp.zeros((2, 3, 5, 3))))
+  assert out.shape == (2, 3, 5, 5)
+  np.testing.assert_allclose(out[0, 0, :, 3], np.linspace(-1, 1, 5))  # x along the width
+  np.testing.assert_allclose(out[1, :, 4, 4], np.linspace(-1, 1, 3))  # y along the height

@@ -139,3 +139,65 @@ def test_mean_frame_centring_is_fixed_and_zeroes_static_background():
   np.testing.assert_allclose(out["target_image"], flat[4:8] / 255.0 - mean, atol=1e-6)
   with pytest.raises(ValueError, match="centering"):
     configs.validate(configs.model_config(centering="median"))
+
+
+def test_cosine_schedule_warms_up_then_decays_to_its_floor():
+  tc = configs.train_config(learning_rate=2e-3, lr_schedule="cosine", warmup_steps=10,
+                            final_lr_fraction=0.1, num_steps=110)
+  lr = train.learning_rate_schedule(tc)
+  np.testing.assert_allclose([float(lr(0)), float(lr(5)), float(lr(10))], [0.0, 1e-3, 2e-3],
+                             rtol=1e-6, atol=1e-9)
+  np.testing.assert_allclose(float(lr(60)), 0.5 * (2e-3 + 2e-4), rtol=1e-5)  # half-way
+  np.testing.assert_allclose(float(lr(110)), 2e-4, rtol=1e-5)
+  # The default stays the paper's staircase: constant within a decay period.
+  default = train.learning_rate_schedule(configs.train_config(learning_rate=1e-3))
+  assert float(default(0)) == float(default(99_999)) == pytest.approx(1e-3)
+  assert float(default(100_000)) == pytest.approx(0.95e-3)
+
+
+def test_gradient_clipping_is_applied_before_adam():
+  import optax  # pylint: disable=g-import-not-at-top
+  params = {"w": jnp.zeros(3)}
+  # A huge gradient then a small one: Adam's second update depends on their relative sizes,
+  # which clipping the first to norm 0.5 changes.
+  grads = [{"w": jnp.array([30.0, 40.0, 0.0])}, {"w": jnp.array([0.0, 0.1, 0.1])}]
+
+  def updates(tx):
+    state, out = tx.init(params), []
+    for g in grads:
+      u, state = tx.update(g, state, params)
+      out.append(np.asarray(u["w"]))
+    return out
+
+  clipped = updates(train.build_optimizer(configs.train_config(grad_clip_norm=0.5)))
+  reference = updates(optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-3)))
+  plain = updates(train.build_optimizer(configs.train_config()))
+  np.testing.assert_allclose(clipped[1], reference[1], rtol=1e-6)
+  assert np.abs(clipped[1] - plain[1]).max() > 1e-5
+
+
+def test_scanned_steps_equal_single_steps():
+  import optax  # pylint: disable=g-import-not-at-top
+  # Plain SGD: Adam divides by the gradient's size, so parameters whose gradient is zero in
+  # exact arithmetic (the heatmap bias: the softmax ignores a shift) would move by +-lr on
+  # rounding noise, whatever the loop structure.
+  net = train.build_model(configs.model_config("deepmind", num_keypoints=2, image_size=(16, 16)))
+  state = train.create_train_state(jax.random.PRNGKey(0), net, optax.sgd(0.1), (16, 16))
+  frames, _ = _frames(episodes=2)
+  f = jnp.asarray(frames.reshape(-1, 16, 16, 3))
+  index = data_lib.make_pair_index(np.full(2, 20), 1, 10)
+  single = xla.jit(lambda s: train.sample_and_train(s, f, index, 2))
+  a = state
+  losses = []
+  for _ in range(3):
+    a, m = single(a)
+    losses.append(float(m["loss"]))
+  b, mb = xla.jit(lambda s: train.sample_and_train_steps(s, f, index, 2, 1, 3))(state)
+  assert int(b.step) == int(a.step) == 3
+  np.testing.assert_array_equal(np.asarray(a.key), np.asarray(b.key))
+  # Same pairs, same updates; a loop body may fuse differently, so allow float rounding scaled
+  # to the parameters (the values are O(0.1-1)).
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4,
+                               atol=1e-5 * max(1.0, float(np.abs(np.asarray(x)).max())))
+  assert float(mb["loss"]) == pytest.approx(np.mean(losses), rel=1e-4)
