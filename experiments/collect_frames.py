@@ -24,6 +24,8 @@ from absl import flags
 from absl import logging
 import tqdm
 
+from experiments import harness
+
 from keypoints import data
 from rl import envs
 
@@ -108,4 +110,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("out")
-  app.run(main)
+  harness.run(main)

@@ -29,18 +29,20 @@ import json
 import pathlib
 import sys
 
-import ml_collections
 import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
 from tqdm import tqdm
 
+from experiments import harness
+
 from keypoints import data as data_lib
 from keypoints import evaluation
 from keypoints import ground_truth
 from keypoints import inference
 from keypoints import metrics
+from keypoints import run_dir as run_dir_lib
 from keypoints import visualize
 
 _RUN_DIRS = flags.DEFINE_list(
@@ -70,10 +72,7 @@ _BATCH = flags.DEFINE_integer("batch_size", 256, "Frames per detector call.")
 
 def load_run(run_dir: pathlib.Path, dataset_path: str | None):
   """(config, held-out dataset) of a training run."""
-  config_path = run_dir / "config.json"
-  if not config_path.is_file():
-    raise FileNotFoundError(f"{config_path} is missing: {run_dir} is not a training run")
-  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  config = run_dir_lib.read_config(run_dir)
   max_episodes = config.dataset.max_episodes
   dataset = data_lib.load_dataset(dataset_path or config.dataset.path,
                                   None if max_episodes < 0 else max_episodes)
@@ -135,16 +134,18 @@ def evaluate_sweep(sweep_dir: pathlib.Path, out: pathlib.Path | None, threshold:
                    min_recall: float, dataset_path: str | None, batch_size: int) -> dict:
   """Per-object recall of every run in `sweep_dir` on its own held-out episodes; prints a table.
 
-  Runs without a checkpoint yet are listed as unfinished and left out of the count.
+  Runs that have not checkpointed their last step are listed as unfinished and left out.
   """
   rows, names = [], None
   for run_dir in tqdm(sweep_runs(sweep_dir), desc="runs"):
     config, heldout = load_run(run_dir, dataset_path)
-    try:
-      detector = inference.load_detector(run_dir)
-    except FileNotFoundError:
-      rows.append({"run": run_dir.name, "finished": False})
+    steps = run_dir_lib.checkpoint_steps(run_dir)
+    if not steps or max(steps) < config.train.num_steps:
+      rows.append({"run": run_dir.name, "finished": False,
+                   "checkpoint_step": max(steps) if steps else None,
+                   "train_steps": config.train.num_steps})
       continue
+    detector = inference.load_detector(run_dir)
     scored = evaluation.score_heldout(detector, heldout, threshold, batch_size)
     names = names or scored.object_names
     recall = dict(zip(scored.object_names, (float(v) for v in scored.per_object_recall)))
@@ -164,7 +165,8 @@ def evaluate_sweep(sweep_dir: pathlib.Path, out: pathlib.Path | None, threshold:
   print(header + "  every object")
   for r in rows:
     if not r["finished"]:
-      print(f"{r['run']:<{width}}  (no checkpoint yet)")
+      print(f"{r['run']:<{width}}  (unfinished: checkpoint {r['checkpoint_step']} of "
+            f"{r['train_steps']} steps)")
       continue
     cells = "".join(f"  {r['per_object_recall'][n]:8.2f}" for n in names)
     print(f"{r['run']:<{width}}{cells}  {'yes' if r['finds_every_object'] else 'NO'}")
@@ -273,4 +275,4 @@ def _fmt(v) -> str:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

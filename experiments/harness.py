@@ -1,28 +1,44 @@
-"""The run harness shared by every binary: run directory, config, metrics, checkpoints, signals.
+"""The run harness shared by every binary: flag errors, metrics, signals, multi-host start-up.
 
-A run directory holds everything about a run:
-  config.json         the resolved config (written once; a restart must use the same config)
-  metrics.csv         one row per logged step
-  events.out.tfevents.*  the same scalars for TensorBoard
-  checkpoints/<step>/ Orbax checkpoints of the whole training state
-  images/             keypoint overlays and GIFs
-Restarting a binary with the same run directory resumes from the latest checkpoint. Only
-process 0 writes metrics and pictures (`make_writer` gives the others a `NullWriter`).
+The run directory itself (config.json, checkpoints, restore with fallback, the lock) belongs to
+`keypoints.run_dir`; a run directory holds besides:
+  metrics.csv            one row per logged step (rows past a resumed checkpoint are dropped)
+  events.out.tfevents.*  the same scalars for TensorBoard (purged past a resumed checkpoint)
+  images/                keypoint overlays and GIFs
+Only process 0 writes metrics and pictures (`make_writer` gives the others a `NullWriter`).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import pathlib
 import signal
-from typing import Any, Mapping
+import sys
+from typing import Callable, Mapping
 
 import jax
 import ml_collections
-import orbax.checkpoint as ocp
+from absl import app
+from absl import flags
 from absl import logging
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, but a bad flag or config override is one line, not a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"error: {' '.join(str(e).split())}")
+  except (AttributeError, KeyError, TypeError, ValueError, OSError, SyntaxError) as e:
+    # ml_collections' --config=<file> and --config.<field>=<value> raise these while parsing.
+    message = " ".join(str(e).replace("\\n", " ").split()).strip("'\"")
+    sys.exit(f"error: bad --config or --config.<field> flag: {message}")
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """`absl.app.run(main)` with one-line errors for bad flags."""
+  app.run(main, flags_parser=_parse_flags)
 
 
 def initialize_distributed(coordinator_address: str | None, num_processes: int | None,
@@ -32,30 +48,11 @@ def initialize_distributed(coordinator_address: str | None, num_processes: int |
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 
-def prepare_run_dir(run_dir: str | os.PathLike, config: ml_collections.ConfigDict) -> pathlib.Path:
-  """Creates the run directory and saves the config; on restart checks the config matches."""
-  run_dir = pathlib.Path(run_dir)
-  path = run_dir / "config.json"
-  resolved = json.loads(config.to_json_best_effort(sort_keys=True))
-  if path.exists():
-    saved = json.loads(path.read_text())
-    if saved != resolved:
-      changed = sorted(_diff_keys(saved, resolved))
-      raise ValueError(f"{run_dir} was started with a different config (differs in: "
-                       f"{', '.join(changed)}); use a new --run_dir or the same config")
-  elif jax.process_index() == 0:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(resolved, indent=2, sort_keys=True))
-  return run_dir
-
-
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-  if isinstance(a, dict) and isinstance(b, dict):
-    out = []
-    for k in set(a) | set(b):
-      out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
-    return out
-  return [] if a == b else [prefix.rstrip(".")]
+def validate_cadence(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError (one line) for a logging / picture / checkpoint period that is not > 0."""
+  for field in ("log_every", "image_every", "checkpoint_every", "gif_frames"):
+    if field in config and int(config[field]) < 1:
+      raise ValueError(f"{field} must be >= 1, got {config[field]}")
 
 
 class NullWriter:
@@ -69,16 +66,30 @@ class NullWriter:
 
 
 class MetricWriter:
-  """Appends scalars to metrics.csv and to TensorBoard event files."""
+  """Appends scalars to metrics.csv and to TensorBoard event files.
 
-  def __init__(self, run_dir: pathlib.Path):
+  `resume_step`: the step a resumed run restarts from; rows of later steps (logged before the
+  run was stopped, and about to be logged again) are dropped from metrics.csv and purged from
+  TensorBoard, so each step appears once.
+  """
+
+  def __init__(self, run_dir: pathlib.Path, resume_step: int | None = None):
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     self._csv_path = run_dir / "metrics.csv"
     self._fields: list[str] | None = None
     if self._csv_path.exists():
-      with open(self._csv_path) as f:
-        self._fields = next(csv.reader(f), None)
-    self._tb = SummaryWriter(str(run_dir))
+      with open(self._csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+      self._fields = rows[0] if rows else None
+      if rows:
+        keep = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) <= (resume_step or 0)]
+        if len(keep) != len(rows):
+          tmp = self._csv_path.with_name("metrics.csv.tmp")
+          with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+          os.replace(tmp, self._csv_path)
+    purge = None if resume_step is None else resume_step + 1
+    self._tb = SummaryWriter(str(run_dir), purge_step=purge)
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     row = {"step": step, **{k: float(v) for k, v in scalars.items()}}
@@ -96,27 +107,9 @@ class MetricWriter:
     self._tb.close()
 
 
-def make_writer(run_dir: pathlib.Path) -> MetricWriter | NullWriter:
-  return MetricWriter(run_dir) if jax.process_index() == 0 else NullWriter()
-
-
-def make_checkpoint_manager(run_dir: pathlib.Path, max_to_keep: int = 3) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      (run_dir / "checkpoints").absolute(),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
-
-
-def save_checkpoint(manager: ocp.CheckpointManager, step: int, pytree: Any) -> None:
-  manager.save(step, args=ocp.args.StandardSave(pytree))
-
-
-def restore_latest(manager: ocp.CheckpointManager, abstract_pytree: Any) -> tuple[int | None, Any]:
-  """(step, pytree) of the latest complete checkpoint, or (None, None) if there is none."""
-  step = manager.latest_step()
-  if step is None:
-    return None, None
-  logging.info("Restoring checkpoint of step %d from %s", step, manager.directory)
-  return step, manager.restore(step, args=ocp.args.StandardRestore(abstract_pytree))
+def make_writer(run_dir: pathlib.Path,
+                resume_step: int | None = None) -> MetricWriter | NullWriter:
+  return MetricWriter(run_dir, resume_step) if jax.process_index() == 0 else NullWriter()
 
 
 class StopRequest:

@@ -3,8 +3,9 @@
   python -m experiments.make_sprites --out=data/sprites
 """
 
-from absl import app
 from absl import flags
+
+from experiments import harness
 
 from keypoints import sprites
 
@@ -23,4 +24,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

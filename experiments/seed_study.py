@@ -28,6 +28,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from experiments import harness
+
 from keypoints import configs as configs_lib
 from keypoints import data as data_lib
 from keypoints import evaluation
@@ -131,4 +133,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

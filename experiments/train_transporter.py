@@ -13,6 +13,7 @@ every `checkpoint_every` steps, at the end, and on SIGTERM / Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 
@@ -29,6 +30,7 @@ from experiments import harness
 from keypoints import configs as configs_lib
 from keypoints import data as data_lib
 from keypoints import inference
+from keypoints import run_dir as run_dir_lib
 from keypoints import train as train_lib
 from keypoints import visualize
 from keypoints import xla
@@ -51,16 +53,12 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of hosts in
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index in the job.")
 
 
-def write_pictures(run_dir, step, state, detector, reconstruct, heldout, config, pairs) -> None:
-  """Keypoint GIF on a held-out episode and a reconstruction strip."""
-  images = run_dir / "images"
-  images.mkdir(exist_ok=True)
-  episode = heldout.frames[heldout.episode(0)][:config.gif_frames]
-  detector.variables = train_lib.model_variables(state.params, state.batch_stats)
-  xy = detector(episode)
-  gif = visualize.overlay(episode, xy)
-  visualize.write_gif(images / f"keypoints_{step:07d}.gif", gif)
-  visualize.write_gif(images / "keypoints_latest.gif", gif)
+def write_pictures(images_dir, step, detector, reconstruct, episode, pairs) -> None:
+  """Keypoint GIF on a held-out episode and a source | target | reconstruction strip."""
+  images_dir.mkdir(exist_ok=True)
+  gif = visualize.overlay(episode, detector(episode))
+  visualize.write_gif(images_dir / f"keypoints_{step:07d}.gif", gif)
+  visualize.write_gif(images_dir / "keypoints_latest.gif", gif)
   out = reconstruct(detector.variables, pairs["source"], pairs["target"])
   recon = np.asarray(out["reconstruction"] + out["frame_mean"])
   recon = np.clip(recon * 255, 0, 255).astype(np.uint8)
@@ -70,8 +68,17 @@ def write_pictures(run_dir, step, state, detector, reconstruct, heldout, config,
   rows = np.concatenate([visualize.overlay(np.asarray(pairs["source"]), kp_s),
                          visualize.overlay(np.asarray(pairs["target"]), kp_t),
                          visualize.overlay(recon, kp_t)])
-  visualize.write_png(images / f"reconstruction_{step:07d}.png",
+  visualize.write_png(images_dir / f"reconstruction_{step:07d}.png",
                       visualize.tile(rows, len(pairs["source"])))
+
+
+def first_non_finite(losses: list, first_step: int) -> tuple[int, float] | None:
+  """(step, value) of the first NaN / infinite loss among consecutive steps' losses, or None."""
+  if not losses:
+    return None
+  values = np.asarray(jnp.stack(losses))
+  bad = np.flatnonzero(~np.isfinite(values))
+  return (first_step + int(bad[0]), float(values[bad[0]])) if len(bad) else None
 
 
 def main(argv):
@@ -81,8 +88,10 @@ def main(argv):
   config = _CONFIG.value
   if _MODEL.value is not None:
     config.model.model_type = _MODEL.value
+  is_main = jax.process_index() == 0
   try:
     configs_lib.validate(config.model, config.train)
+    harness.validate_cadence(config)
     dataset = data_lib.load_dataset(
         config.dataset.path, None if config.dataset.max_episodes < 0 else config.dataset.max_episodes)
     if tuple(dataset.frames.shape[1:3]) != tuple(config.model.image_size):
@@ -91,68 +100,97 @@ def main(argv):
     train_set, heldout = dataset.split(config.dataset.heldout_episodes)
     pair_index = data_lib.make_pair_index(train_set.episode_lengths, config.train.min_offset,
                                           config.train.max_offset)
-    run_dir = harness.prepare_run_dir(_RUN_DIR.value, config)
-  except (ValueError, FileNotFoundError) as e:
+    # Only process 0 holds the lock: on a shared file system all hosts see one directory.
+    with run_dir_lib.Lock(_RUN_DIR.value) if is_main else contextlib.nullcontext():
+      run_dir = run_dir_lib.prepare(_RUN_DIR.value, config, write=is_main)
+      train(config, run_dir, train_set, heldout, pair_index, is_main)
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:
     sys.exit(f"error: {e}")
 
+
+def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
+  """Trains from the run directory's newest readable checkpoint (or from scratch) to
+  config.train.num_steps, logging, drawing and checkpointing on the config's cadence."""
   model = train_lib.build_model(config.model)
   tx = train_lib.build_optimizer(config.train)
   frame_mean = train_set.mean_frame() if config.model.centering == "mean_frame" else None
   state = train_lib.create_train_state(jax.random.PRNGKey(config.train.seed), model, tx,
                                        tuple(config.model.image_size), frame_mean)
-  manager = harness.make_checkpoint_manager(run_dir)
-  restored_step, restored = harness.restore_latest(
-      manager, jax.eval_shape(lambda: train_lib.checkpoint_pytree(state)))
+  manager, restored_step, restored = run_dir_lib.restore_train_state(
+      run_dir, jax.eval_shape(lambda: train_lib.checkpoint_pytree(state)))
   if restored is not None:
     state = state.replace(**restored)
-  step = int(state.step)
+  step = first_step = int(state.step)
 
   frames = jnp.asarray(train_set.frames)
   step_fn = xla.jit(functools.partial(train_lib.sample_and_train,
                                       batch_size=config.train.batch_size,
                                       min_offset=config.train.min_offset), donate_argnums=0)
-  # A fixed held-out batch for the held-out loss and the reconstruction picture.
+  # A fixed held-out batch for the held-out loss and the reconstruction picture, drawn from
+  # the run's seed.
+  heldout_key, picture_key = jax.random.split(jax.random.fold_in(
+      jax.random.PRNGKey(config.train.seed), 1))
   heldout_index = data_lib.make_pair_index(heldout.episode_lengths, config.train.min_offset,
                                            config.train.max_offset)
-  heldout_pairs = data_lib.sample_pairs(jax.random.PRNGKey(1), jnp.asarray(heldout.frames),
+  heldout_pairs = data_lib.sample_pairs(heldout_key, jnp.asarray(heldout.frames),
                                         heldout_index, 8, config.train.min_offset)
+  gif_episode = heldout.frames[heldout.episode(0)][:config.gif_frames]
   eval_fn = xla.jit(train_lib.eval_loss)
-  writer = harness.make_writer(run_dir)
+  writer = harness.make_writer(run_dir, restored_step if restored is not None else None)
   detector = inference.Detector(model, train_lib.model_variables(state.params, state.batch_stats))
   reconstruct = xla.jit(lambda variables, source, target: model.apply(
-      variables, source, target, rngs={"warp": jax.random.PRNGKey(0)}))
+      variables, source, target, rngs={"warp": picture_key}))
   logging.info("Training %s/%s (%d params) on %d frames (%d episodes), from step %d to %d",
                config.model.model_type, config.model.arch,
                sum(x.size for x in jax.tree.leaves(state.params)),
                len(train_set.frames), train_set.num_episodes, step, config.train.num_steps)
 
-  sums, count = {}, 0
-  is_main = jax.process_index() == 0
-  with harness.StopRequest() as stop, tqdm(total=config.train.num_steps, initial=step,
-                                           desc="train", disable=not is_main) as bar:
-    while step < config.train.num_steps and not stop.requested:
-      state, metrics = step_fn(state, frames, pair_index)
-      step += 1
-      bar.update(1)
-      for k, v in metrics.items():
-        sums[k] = sums.get(k, 0.0) + v
-      count += 1
-      last = step == config.train.num_steps
-      if step % config.log_every == 0 or last:
-        scalars = {k: float(v) / count for k, v in sums.items()}
-        scalars["heldout_loss"] = float(eval_fn(state, heldout_pairs))
-        writer.write(step, scalars)
-        bar.set_postfix(loss=f"{scalars['loss']:.5f}", heldout=f"{scalars['heldout_loss']:.5f}")
-        sums, count = {}, 0
-      if is_main and (step % config.image_every == 0 or last):
-        write_pictures(run_dir, step, state, detector, reconstruct, heldout, config,
-                       heldout_pairs)
-      if step % config.checkpoint_every == 0 or last or stop.requested:
-        harness.save_checkpoint(manager, step, train_lib.checkpoint_pytree(state))
-  manager.wait_until_finished()
-  writer.close()
-  logging.info("Stopped at step %d; run directory %s", step, run_dir)
+  sums, count, losses = {}, 0, []
+  saved_step = step
+  try:
+    with harness.StopRequest() as stop, tqdm(total=config.train.num_steps, initial=step,
+                                             desc="train", disable=not is_main) as bar:
+      while step < config.train.num_steps and not stop.requested:
+        state, metrics = step_fn(state, frames, pair_index)
+        step += 1
+        bar.update(1)
+        losses.append(metrics["loss"])
+        for k, v in metrics.items():
+          sums[k] = sums.get(k, 0.0) + v
+        count += 1
+        last = step == config.train.num_steps
+        log = step % config.log_every == 0 or last
+        save = step % config.checkpoint_every == 0 or last or stop.requested
+        if log or save:
+          bad = first_non_finite(losses, step - len(losses) + 1)
+          if bad is not None:
+            raise run_dir_lib.NonFiniteError(
+                f"the loss is {bad[1]} at step {bad[0]}: training diverged (learning rate "
+                f"{config.train.learning_rate:g} too high?); nothing after step "
+                f"{manager.latest_step() or 0} was saved")
+          losses = []
+        if log:
+          scalars = {k: float(v) / count for k, v in sums.items()}
+          scalars["heldout_loss"] = float(eval_fn(state, heldout_pairs))
+          writer.write(step, scalars)
+          bar.set_postfix(loss=f"{scalars['loss']:.5f}", heldout=f"{scalars['heldout_loss']:.5f}")
+          sums, count = {}, 0
+        if is_main and (step % config.image_every == 0 or last):
+          write_pictures(run_dir / "images", step, detector.with_variables(
+              train_lib.model_variables(state.params, state.batch_stats)), reconstruct,
+              gif_episode, heldout_pairs)
+        if save:
+          run_dir_lib.save(manager, step, train_lib.checkpoint_pytree(state))
+          saved_step = step
+      if saved_step != step:  # a signal came between the last save and the loop's test
+        if first_non_finite(losses, step - len(losses) + 1) is None:
+          run_dir_lib.save(manager, step, train_lib.checkpoint_pytree(state))
+  finally:
+    manager.wait_until_finished()
+    writer.close()
+  logging.info("Stopped at step %d after %d steps in this process; run directory %s", step,
+               step - first_step, run_dir)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

@@ -32,7 +32,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from keypoints import keypoint_ops
 from keypoints import networks
 
 

@@ -28,6 +28,7 @@ import json
 import os
 import pathlib
 import zipfile
+import zlib
 from typing import Any, Mapping
 
 import chex
@@ -170,7 +171,7 @@ def load_dataset(root: os.PathLike, max_episodes: int | None = None) -> Dataset:
     try:
       with np.load(path) as f:
         episode = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as e:
       raise DatasetError(f"{path} is corrupt ({type(e).__name__}: {e}); delete it and "
                          "re-run the collection to rewrite it") from None
     if "frames" not in episode:

@@ -12,18 +12,16 @@ used when the training data was collected.
 
 from __future__ import annotations
 
-import json
+import copy
 import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from keypoints import data as data_lib
 from keypoints import networks
+from keypoints import run_dir as run_dir_lib
 from keypoints import train as train_lib
 from keypoints import xla
 
@@ -53,11 +51,16 @@ class Detector:
     self.image_size = tuple(model.image_size)
     stride = networks.feature_stride(model.strides)
     self.feature_size = (self.image_size[0] // stride, self.image_size[1] // stride)
-    # Public so that a training loop can point one detector (and its compiled functions) at
-    # fresh parameters instead of building and compiling a new one.
     self.variables = variables
     self._detect = xla.jit(lambda v, x: model.apply(v, x, method=model.detect))
     self._features = xla.jit(lambda v, x: model.apply(v, x, method=model.detect_with_features))
+
+  def with_variables(self, variables: dict) -> "Detector":
+    """The same detector (and compiled functions) bound to other variables, e.g. fresh
+    parameters during training; this one is left unchanged."""
+    other = copy.copy(self)
+    other.variables = variables
+    return other
 
   def _prepare(self, frames) -> tuple[np.ndarray, tuple[int, int]]:
     frames = np.asarray(frames)
@@ -68,6 +71,9 @@ class Detector:
       raise ValueError(f"frames must be uint8 [N, H, W, 3], got shape {list(frames.shape)}")
     if frames.dtype != np.uint8:
       raise ValueError(f"frames must be uint8 (raw environment frames), got {frames.dtype}")
+    if 0 in frames.shape:
+      raise ValueError(f"frames must be non-empty uint8 [N, H, W, 3], got shape "
+                       f"{list(frames.shape)}")
     size = frames.shape[1:3]
     return data_lib.resize_frames(frames, *self.image_size), size
 
@@ -85,26 +91,20 @@ class Detector:
             np.asarray(feats))
 
 
-def build_from_config(config: ml_collections.ConfigDict):
-  """(model, optimizer) described by a run config."""
-  return train_lib.build_model(config.model), train_lib.build_optimizer(config.train)
-
-
 def load_detector(run_dir: str | os.PathLike, step: int | None = None) -> Detector:
-  """Restores a run's config and its latest (or given) checkpoint as a `Detector`."""
-  run_dir = pathlib.Path(run_dir)
-  config_path = run_dir / "config.json"
-  if not config_path.is_file():
-    raise FileNotFoundError(f"{config_path} is missing: {run_dir} is not a training run")
-  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
-  model, tx = build_from_config(config)
-  abstract = jax.eval_shape(
-      lambda: train_lib.checkpoint_pytree(train_lib.create_train_state(
-          jax.random.PRNGKey(0), model, tx, tuple(config.model.image_size))))
-  manager = ocp.CheckpointManager((run_dir / "checkpoints").absolute())
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"{run_dir / 'checkpoints'} holds no checkpoint yet")
-  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  return Detector(model, train_lib.model_variables(restored["params"], restored["batch_stats"]))
+  """Restores a run's config and its newest readable (or the given) checkpoint as a `Detector`.
 
+  Only the model's variables are read (no optimizer is built). An unreadable newest checkpoint
+  is skipped with one warning line; `run_dir.RunDirError` (one line) when nothing usable is
+  there.
+  """
+  config = run_dir_lib.read_config(run_dir)
+  model = train_lib.build_model(config.model)
+  image_size = tuple(config.model.image_size)
+  dummy = jnp.zeros((1, *image_size, 3), jnp.uint8)
+  shapes = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0),
+                                              "warp": jax.random.PRNGKey(0)}, dummy, dummy))
+  abstract = {"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}
+  _, variables = run_dir_lib.restore_params(run_dir, abstract, step)
+  return Detector(model, train_lib.model_variables(variables["params"],
+                                                   variables["batch_stats"]))

@@ -137,3 +137,18 @@ def test_seed_study_trains_and_scores_every_seed(sprites_dir, tmp_path):
   # Different seeds are different runs.
   assert study["seeds"][0]["loss"] != study["seeds"][1]["loss"]
   assert "seed 3:" in result.stdout and "of 2 seeds" in result.stdout
+  plot = _run(["experiments.plot_seed_study", f"--study={out}", f"--out={tmp_path / 'c.png'}"])
+  assert plot.returncode == 0, plot.stderr[-3000:]
+  assert (tmp_path / "c.png").stat().st_size > 0
+  bad = _run(["experiments.plot_seed_study", f"--study={out}", "--variants=nope",
+              f"--out={tmp_path / 'd.png'}"])
+  assert bad.returncode != 0 and "has no variant nope" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_out_that_is_a_file_is_one_clear_error(runs, tmp_path):
+  (tmp_path / "file").write_text("x")
+  result = _run(["experiments.eval_tracking", f"--run_dirs={runs / 'transporter'}",
+                 f"--out={tmp_path / 'file'}"])
+  assert result.returncode != 0
+  assert "is a file, not a folder" in result.stderr.strip().splitlines()[-1]
+  assert "Traceback" not in result.stderr

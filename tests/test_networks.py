@@ -51,7 +51,13 @@ def test_xla_jit_compiles_the_same_function():
 
   grad = jax.grad(loss, argnums=(0, 1))
   for a, b in zip(xla.jit(grad)(x, w), jax.jit(grad)(x, w)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # Two compilations sum the same products in different orders. Each element of the weight
+    # gradient sums 4 * 10 * 10 products; the float32 rounding of such a sum is a few ulps of
+    # the terms' magnitude, not of the (possibly near-zero) result, so the absolute tolerance
+    # scales with the largest value compared (~20 here; AMD and Intel kernels differ by
+    # ~1e-5 there).
+    scale = float(np.abs(np.asarray(b)).max())
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, scale))
   if jax.default_backend() == "cpu":  # the option takes effect (jax is pinned)
     text = xla.jit(grad).lower(x, w).compile().as_text()
     assert "ynn_fusion" not in text

@@ -1,7 +1,9 @@
 """End to end: the training binary, its pictures, checkpoints, resume and bad input."""
 
-import os
+import json
 import pathlib
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,20 +67,38 @@ def test_run_writes_metrics_pictures_and_checkpoints(finished_run):
   assert (finished_run / "config.json").is_file()
 
 
-def test_resume_after_kill_is_bit_exact(sprites_dir, finished_run, tmp_path):
+def _metric_steps(run_dir):
+  return [int(r.split(",")[0]) for r in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+
+
+def _steps_run(stderr):
+  """(first step, steps run) of a training process, from its closing log line."""
+  match = re.search(r"Stopped at step (\d+) after (\d+) steps in this process", stderr)
+  assert match, stderr[-2000:]
+  return int(match.group(1)) - int(match.group(2)), int(match.group(2))
+
+
+def test_resume_after_kill_continues_from_the_checkpoint_bit_exactly(sprites_dir, finished_run,
+                                                                      tmp_path):
   run_dir = tmp_path / "killed"
   proc = subprocess.Popen(_cmd(sprites_dir, run_dir), cwd=ROOT, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
-  _wait_for_checkpoint(run_dir, 10, proc)
+  _wait_for_checkpoint(run_dir, 20, proc)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  assert not pathlib.Path(run_dir, "checkpoints", "60").exists()  # killed before the end
+  saved = [int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]
+  assert 60 not in saved  # killed before the end
   result = _run(_cmd(sprites_dir, run_dir))
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "Restoring checkpoint" in result.stderr
+  # The resumed process started at the newest checkpoint and ran only the remaining steps
+  # (a resume that ignored the checkpoint would run all 60 and still end bit-identical).
+  first, ran = _steps_run(result.stderr)
+  assert first == max(saved) >= 20 and ran == 60 - max(saved)
   resumed, full = _final(run_dir, 60), _final(finished_run, 60)
   for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(full)):
     np.testing.assert_array_equal(a, b)
+  # Rows logged between the checkpoint and the kill were dropped, then logged again once.
+  assert _metric_steps(run_dir) == _metric_steps(finished_run) == list(range(5, 61, 5))
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(sprites_dir, tmp_path):
@@ -136,6 +156,7 @@ def test_detector_on_raw_frames(finished_run, sprites_dir):
     (np.zeros((16, 16, 3), np.uint8), "got one frame"),
     (np.zeros((2, 16, 16, 4), np.uint8), "must be uint8 \\[N, H, W, 3\\]"),
     (np.zeros((2, 16, 16, 3), np.float32), "must be uint8"),
+    (np.zeros((1, 0, 0, 3), np.uint8), "must be non-empty"),
 ])
 def test_detector_rejects_bad_frames(finished_run, bad, message):
   detect = inference.load_detector(finished_run)
@@ -147,3 +168,135 @@ def test_unknown_model_is_one_clear_error(sprites_dir, tmp_path):
   result = _run(_cmd(sprites_dir, tmp_path / "bad", "--model=vae"))
   assert result.returncode != 0
   assert "vae" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_raising_num_steps_extends_a_finished_run(sprites_dir, finished_run, tmp_path):
+  run_dir = tmp_path / "extended"
+  shutil.copytree(finished_run, run_dir)
+  result = _run(_cmd(sprites_dir, run_dir, steps=70))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert _steps_run(result.stderr) == (60, 10)
+  assert json.loads((run_dir / "config.json").read_text())["train"]["num_steps"] == 70
+  assert _metric_steps(run_dir)[-3:] == [60, 65, 70]
+
+
+def test_changing_the_model_on_resume_is_refused(sprites_dir, finished_run, tmp_path):
+  run_dir = tmp_path / "changed"
+  shutil.copytree(finished_run, run_dir)
+  result = _run(_cmd(sprites_dir, run_dir, "--config.model.gauss_std=0.2"))
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert "different config (differs in: model.gauss_std)" in last
+
+
+def _truncate_checkpoint(run_dir, step):
+  for path in pathlib.Path(run_dir, "checkpoints", str(step)).rglob("*"):
+    if path.is_file():
+      path.write_bytes(path.read_bytes()[:7])
+
+
+def test_truncated_latest_checkpoint_falls_back_with_one_warning(sprites_dir, finished_run,
+                                                                tmp_path):
+  run_dir = tmp_path / "truncated"
+  shutil.copytree(finished_run, run_dir)
+  _truncate_checkpoint(run_dir, 60)
+  # The detector skips it (one warning line) and loads step 50.
+  probe = _run([sys.executable, "-c", "from keypoints import inference; import numpy as np; "
+                f"d = inference.load_detector({str(run_dir)!r}); "
+                "print(d(np.zeros((1, 16, 16, 3), np.uint8)).shape)"])
+  assert probe.returncode == 0, probe.stderr[-3000:]
+  assert "(1, 3, 2)" in probe.stdout
+  warnings = [l for l in probe.stderr.splitlines() if "cannot be read" in l]
+  assert len(warnings) == 1 and "step 60" in warnings[0] and "falling back to step 50" in warnings[0]
+  assert "Traceback" not in probe.stderr
+  # Training resumes from step 50, keeps the unreadable one aside and ends bit-identical.
+  result = _run(_cmd(sprites_dir, run_dir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert _steps_run(result.stderr) == (50, 10)
+  assert (run_dir / "unreadable_checkpoints" / "60").is_dir()
+  for a, b in zip(jax.tree.leaves(_final(run_dir, 60)), jax.tree.leaves(_final(finished_run, 60))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_no_readable_checkpoint_is_one_clear_error(finished_run, tmp_path):
+  run_dir = tmp_path / "all_bad"
+  shutil.copytree(finished_run, run_dir)
+  for step in (40, 50, 60):
+    _truncate_checkpoint(run_dir, step)
+  (run_dir / "checkpoints" / "70").mkdir()  # an empty step folder too
+  with pytest.raises(ValueError, match="no readable checkpoint"):
+    inference.load_detector(run_dir)
+
+
+def test_nan_stops_the_run_naming_the_step_and_saves_nothing_non_finite(sprites_dir, tmp_path):
+  run_dir = tmp_path / "nan"
+  result = _run(_cmd(sprites_dir, run_dir, "--config.train.learning_rate=1e30"))
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert re.match(r"error: the loss is (nan|inf) at step \d+: training diverged", last), last
+  assert "Traceback" not in result.stderr
+  for step in (p for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()):
+    restored = _final(run_dir, int(step.name))
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored["params"]))
+
+
+def test_non_finite_checkpoints_are_never_written(tmp_path):
+  from keypoints import run_dir as run_dir_lib  # pylint: disable=g-import-not-at-top
+  manager = run_dir_lib.checkpoint_manager(tmp_path, max_to_keep=2)
+  good = {"params": {"w": jax.numpy.ones(3)}, "batch_stats": {}}
+  for step in (10, 20):
+    run_dir_lib.save(manager, step, good)
+  for step in (30, 40, 50):  # would rotate both good ones out
+    with pytest.raises(run_dir_lib.NonFiniteError, match=f"not saving step {step}"):
+      run_dir_lib.save(manager, step, {"params": {"w": jax.numpy.array([1, np.nan, 1])},
+                                       "batch_stats": {}})
+  manager.wait_until_finished()
+  abstract = {"params": {"w": jax.ShapeDtypeStruct((3,), np.float32)}, "batch_stats": {}}
+  step, variables = run_dir_lib.restore_params(tmp_path, abstract)
+  assert step == 20 and np.isfinite(variables["params"]["w"]).all()
+
+
+def test_second_process_on_a_live_run_directory_is_refused(sprites_dir, tmp_path):
+  run_dir = tmp_path / "busy"
+  proc = subprocess.Popen(_cmd(sprites_dir, run_dir, steps=100000), cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  try:
+    _wait_for_checkpoint(run_dir, 10, proc)
+    result = _run(_cmd(sprites_dir, run_dir, steps=100000))
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "is in use by another process" in last and str(proc.pid) in last
+  finally:
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--config.train.batch_sizee=3"], "batch_sizee"),
+    (["--config=experiments/configs/absent.py"], "absent.py"),
+    (["--config.checkpoint_every=0"], "checkpoint_every must be >= 1"),
+    (["--config.model.norm=group"], "norm must be one of"),
+    (["--config.model.softmax=3d"], "softmax must be one of"),
+])
+def test_bad_flags_are_one_line_and_write_nothing(sprites_dir, tmp_path, extra, message):
+  run_dir = tmp_path / "bad"
+  result = _run(_cmd(sprites_dir, run_dir, *extra))
+  assert result.returncode != 0
+  lines = result.stderr.strip().splitlines()
+  assert lines[-1].startswith("error:") and message in lines[-1], lines[-1]
+  assert "Traceback" not in result.stderr
+  assert not (run_dir / "config.json").exists()
+
+
+def test_corrupt_episode_is_one_clear_error(sprites_dir, tmp_path):
+  data = tmp_path / "data"
+  shutil.copytree(sprites_dir, data)
+  episode = data / "episode_000001.npz"
+  raw = bytearray(episode.read_bytes())
+  for i in range(200, len(raw) - 200, 97):  # flip bits inside the compressed arrays
+    raw[i] ^= 0xFF
+  episode.write_bytes(bytes(raw))
+  result = _run(_cmd(data, tmp_path / "run"))
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert "episode_000001.npz is corrupt" in last and "Traceback" not in result.stderr
