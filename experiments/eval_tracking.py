@@ -234,7 +234,7 @@ def main(argv):
     per_object = scored.per_object_recall
     results.append({
         "name": name, "run_dir": str(run_dir),
-        "model_type": config.model.get("model_type", "transporter"), "arch": config.model.arch,
+        "model_type": config.model.model_type, "arch": config.model.arch,
         "num_keypoints": config.model.num_keypoints, "train_steps": config.train.num_steps,
         "horizons": horizons,
         "precision": [None if np.isnan(v) else float(v) for v in scores["precision"]],

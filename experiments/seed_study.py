@@ -92,11 +92,10 @@ def main(argv):
     sys.exit(f"error: {e}")
 
   if chunk == 1:
-    fn = functools.partial(train_lib.sample_and_train, batch_size=config.train.batch_size,
-                           min_offset=config.train.min_offset)
+    fn = functools.partial(train_lib.sample_and_train, batch_size=config.train.batch_size)
   else:
     fn = functools.partial(train_lib.sample_and_train_steps, batch_size=config.train.batch_size,
-                           min_offset=config.train.min_offset, num_steps=chunk)
+                           num_steps=chunk)
   step_fn = xla.jit(fn, donate_argnums=0)
   out = pathlib.Path(_OUT.value)
   out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
   python -m experiments.train_transporter --config=experiments/configs/pong.py --run_dir=runs/pong
   # any config field can be overridden, e.g. --config.train.batch_size=32 --config.model.arch=...
   # the baselines train under the same config, data and budget:
-  python -m experiments.train_transporter --model=jakab --run_dir=runs/pong_jakab
+  python -m experiments.train_transporter --config.model.model_type=jakab --run_dir=runs/pong_jakab
 
 Writes into the run directory: config.json, metrics.csv + TensorBoard events (loss, held-out
 loss, keypoint spread), images/keypoints_<step>.gif (keypoints on a held-out episode),
@@ -39,11 +39,6 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/pong.py",
     "Training config file (a Python file with get_config()); override fields with "
     "--config.<field>=<value>.")
-_MODEL = flags.DEFINE_enum(
-    "model", None, list(configs_lib.MODEL_TYPES),
-    "Keypoint model to train (sets config.model.model_type): the Transporter, or the baseline "
-    "of Jakab et al. 2018 or Zhang et al. 2018 (see keypoints/baselines.py). Default: the "
-    "config's, which is transporter.")
 _RUN_DIR = flags.DEFINE_string(
     "run_dir", None, "Run directory for config, metrics, pictures and checkpoints; "
     "an existing one is resumed.", required=True)
@@ -86,8 +81,6 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   harness.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   config = _CONFIG.value
-  if _MODEL.value is not None:
-    config.model.model_type = _MODEL.value
   is_main = jax.process_index() == 0
   try:
     configs_lib.validate(config.model, config.train)
@@ -124,16 +117,15 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
 
   frames = jnp.asarray(train_set.frames)
   step_fn = xla.jit(functools.partial(train_lib.sample_and_train,
-                                      batch_size=config.train.batch_size,
-                                      min_offset=config.train.min_offset), donate_argnums=0)
+                                      batch_size=config.train.batch_size), donate_argnums=0)
   # A fixed held-out batch for the held-out loss and the reconstruction picture, drawn from
   # the run's seed.
-  heldout_key, picture_key = jax.random.split(jax.random.fold_in(
-      jax.random.PRNGKey(config.train.seed), 1))
+  heldout_key, eval_key, picture_key = jax.random.split(jax.random.fold_in(
+      jax.random.PRNGKey(config.train.seed), 1), 3)
   heldout_index = data_lib.make_pair_index(heldout.episode_lengths, config.train.min_offset,
                                            config.train.max_offset)
   heldout_pairs = data_lib.sample_pairs(heldout_key, jnp.asarray(heldout.frames),
-                                        heldout_index, 8, config.train.min_offset)
+                                        heldout_index, 8)
   gif_episode = heldout.frames[heldout.episode(0)][:config.gif_frames]
   eval_fn = xla.jit(train_lib.eval_loss)
   writer = harness.make_writer(run_dir, restored_step if restored is not None else None)
@@ -171,7 +163,7 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
           losses = []
         if log:
           scalars = {k: float(v) / count for k, v in sums.items()}
-          scalars["heldout_loss"] = float(eval_fn(state, heldout_pairs))
+          scalars["heldout_loss"] = float(eval_fn(state, heldout_pairs, eval_key))
           writer.write(step, scalars)
           bar.set_postfix(loss=f"{scalars['loss']:.5f}", heldout=f"{scalars['heldout_loss']:.5f}")
           sums, count = {}, 0

@@ -144,18 +144,26 @@ def warp_images(images: jax.Array, matrix: jax.Array, shift: jax.Array,
   return jax.vmap(one)(images, matrix, shift)
 
 
+# Zhang et al.'s regulariser settings; the weights multiply the losses above, whose scale is
+# the [-1, 1] keypoint units; rotations in radians, scale and translation in [-1, 1] units.
+# The model config (`configs.model_config().zhang`) starts from these.
+ZHANG_DEFAULTS = dict(concentration_weight=0.1, separation_weight=0.01, separation_std=0.1,
+                      equivariance_weight=1.0, max_rotation=0.3, max_scale=0.1,
+                      max_translation=0.1)
+
+
 class Zhang(networks.KeypointAutoencoder):
   """Landmark autoencoder with concentration, separation and equivariance regularisers.
 
   Needs a "warp" PRNG stream in `apply` for the equivariance transform.
   """
-  concentration_weight: float = 0.1
-  separation_weight: float = 0.01
-  separation_std: float = 0.1
-  equivariance_weight: float = 1.0
-  max_rotation: float = 0.3  # radians
-  max_scale: float = 0.1
-  max_translation: float = 0.1  # [-1, 1] units
+  concentration_weight: float = ZHANG_DEFAULTS["concentration_weight"]
+  separation_weight: float = ZHANG_DEFAULTS["separation_weight"]
+  separation_std: float = ZHANG_DEFAULTS["separation_std"]
+  equivariance_weight: float = ZHANG_DEFAULTS["equivariance_weight"]
+  max_rotation: float = ZHANG_DEFAULTS["max_rotation"]
+  max_scale: float = ZHANG_DEFAULTS["max_scale"]
+  max_translation: float = ZHANG_DEFAULTS["max_translation"]
 
   def setup(self):
     super().setup()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from keypoints import baselines
+from keypoints import data
 from keypoints import keypoint_ops
 from keypoints import networks
 
@@ -51,11 +53,8 @@ def model_config(arch: str = "deepmind", **overrides) -> ml_collections.ConfigDi
       # in ~400 steps instead of ~900, and small Atari objects are found at all on a CPU budget.
       # "constant": frames minus 0.5, as in the reference.
       centering="mean_frame",
-      # Zhang et al.'s regularisers (used only by model_type "zhang"); weights multiply the
-      # losses of keypoints.baselines, whose scale is the [-1, 1] keypoint units.
-      zhang=ml_collections.ConfigDict(dict(
-          concentration_weight=0.1, separation_weight=0.01, separation_std=0.1,
-          equivariance_weight=1.0, max_rotation=0.3, max_scale=0.1, max_translation=0.1)),
+      # Zhang et al.'s regularisers (used only by model_type "zhang"; keypoints.baselines).
+      zhang=ml_collections.ConfigDict(dict(baselines.ZHANG_DEFAULTS)),
       **{k: tuple(v) if isinstance(v, tuple) else v for k, v in ARCHITECTURES[arch].items()},
   ))
   config.update(overrides)
@@ -87,7 +86,7 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
 
 def validate(model: ml_collections.ConfigDict, train: ml_collections.ConfigDict | None = None):
   """Raises ValueError with one line for a config that cannot work."""
-  if model.get("model_type", "transporter") not in MODEL_TYPES:
+  if model.model_type not in MODEL_TYPES:
     raise ValueError(f"unknown model {model.model_type!r}; expected one of {MODEL_TYPES}")
   if model.num_keypoints < 1:
     raise ValueError(f"num_keypoints (K) must be >= 1, got {model.num_keypoints}")
@@ -95,7 +94,7 @@ def validate(model: ml_collections.ConfigDict, train: ml_collections.ConfigDict 
     raise ValueError(f"centering must be 'constant' or 'mean_frame', got {model.centering!r}")
   if model.norm not in NORMS:
     raise ValueError(f"norm must be one of {NORMS}, got {model.norm!r}")
-  if model.get("softmax", "axis") not in SOFTMAX_KINDS:
+  if model.softmax not in SOFTMAX_KINDS:
     raise ValueError(f"softmax must be one of {SOFTMAX_KINDS}, got {model.softmax!r}")
   if model.gauss_std <= 0:
     raise ValueError(f"gauss_std must be > 0, got {model.gauss_std}")
@@ -111,12 +110,29 @@ def validate(model: ml_collections.ConfigDict, train: ml_collections.ConfigDict 
   if train is not None:
     if train.batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {train.batch_size}")
-    if train.get("lr_schedule", "exponential") not in LR_SCHEDULES:
+    if train.lr_schedule not in LR_SCHEDULES:
       raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {train.lr_schedule!r}")
     if train.learning_rate <= 0:
       raise ValueError(f"learning_rate must be > 0, got {train.learning_rate}")
-    if train.min_offset < 1:
-      raise ValueError(f"min_offset must be >= 1, got {train.min_offset}")
-    if train.max_offset < train.min_offset:
-      raise ValueError(f"temporal offset range is inverted: min_offset={train.min_offset} > "
-                       f"max_offset={train.max_offset}")
+    data.check_offsets(train.min_offset, train.max_offset)
+
+
+def _merge(defaults: dict, saved: dict) -> dict:
+  out = dict(defaults)
+  for k, v in saved.items():
+    out[k] = _merge(defaults[k], v) if isinstance(v, dict) and isinstance(
+        defaults.get(k), dict) else v
+  return out
+
+
+def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A saved run config with the model and train fields added since it was written filled in
+  with their defaults (which are what such runs used), so code can read every field directly.
+  The one place that knows about older run directories."""
+  out = config.to_dict()
+  if "model" in out:
+    out["model"] = _merge(model_config(out["model"].get("arch", "deepmind")).to_dict(),
+                          out["model"])
+  if "train" in out:
+    out["train"] = _merge(train_config().to_dict(), out["train"])
+  return ml_collections.ConfigDict(out)

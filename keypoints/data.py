@@ -228,19 +228,27 @@ class PairIndex:
   Attributes:
     sources: int32 [M], global indices of frames with at least `min_offset` successors.
     max_offsets: int32 [M], the largest allowed offset from each source (<= max_offset).
+    min_offset: int32 scalar, the smallest offset; the index was built for it, so samplers
+      read it from here rather than being told it again.
   """
   sources: jax.Array
   max_offsets: jax.Array
+  min_offset: jax.Array
 
 
-def make_pair_index(episode_lengths: np.ndarray, min_offset: int = 1,
-                    max_offset: int = 20) -> PairIndex:
-  """Builds the table that `sample_pairs` draws from."""
+def check_offsets(min_offset: int, max_offset: int) -> None:
+  """Raises ValueError (one line) for a temporal offset range that cannot work."""
   if min_offset < 1:
     raise ValueError(f"min_offset must be >= 1, got {min_offset}")
   if max_offset < min_offset:
     raise ValueError(f"temporal offset range is inverted: min_offset={min_offset} > "
                      f"max_offset={max_offset}")
+
+
+def make_pair_index(episode_lengths: np.ndarray, min_offset: int = 1,
+                    max_offset: int = 20) -> PairIndex:
+  """Builds the table that `sample_pairs` draws from."""
+  check_offsets(min_offset, max_offset)
   sources, max_offsets = [], []
   start = 0
   for length in np.asarray(episode_lengths):
@@ -254,23 +262,24 @@ def make_pair_index(episode_lengths: np.ndarray, min_offset: int = 1,
   if not len(sources):
     raise ValueError(f"no episode is longer than min_offset={min_offset} frames: no pairs exist")
   return PairIndex(sources=jnp.asarray(sources),
-                   max_offsets=jnp.asarray(np.concatenate(max_offsets).astype(np.int32)))
+                   max_offsets=jnp.asarray(np.concatenate(max_offsets).astype(np.int32)),
+                   min_offset=jnp.asarray(min_offset, jnp.int32))
 
 
-def sample_pair_indices(key: jax.Array, index: PairIndex, batch_size: int,
-                        min_offset: int = 1) -> tuple[jax.Array, jax.Array]:
+def sample_pair_indices(key: jax.Array, index: PairIndex,
+                        batch_size: int) -> tuple[jax.Array, jax.Array]:
   """Draws `batch_size` (source, target) global frame indices; int32 [B] each."""
   pick_key, offset_key = jax.random.split(key)
   i = jax.random.randint(pick_key, (batch_size,), 0, index.sources.shape[0])
   source = index.sources[i]
-  span = index.max_offsets[i] - min_offset + 1
+  span = index.max_offsets[i] - index.min_offset + 1
   u = jax.random.uniform(offset_key, (batch_size,))
-  offset = min_offset + jnp.minimum(jnp.floor(u * span).astype(jnp.int32), span - 1)
+  offset = index.min_offset + jnp.minimum(jnp.floor(u * span).astype(jnp.int32), span - 1)
   return source, source + offset
 
 
-def sample_pairs(key: jax.Array, frames: jax.Array, index: PairIndex, batch_size: int,
-                 min_offset: int = 1) -> dict[str, jax.Array]:
+def sample_pairs(key: jax.Array, frames: jax.Array, index: PairIndex,
+                 batch_size: int) -> dict[str, jax.Array]:
   """A batch {"source", "target"} of uint8 [B, H, W, 3] frames drawn from `frames` [N, H, W, 3]."""
-  source, target = sample_pair_indices(key, index, batch_size, min_offset)
+  source, target = sample_pair_indices(key, index, batch_size)
   return {"source": frames[source], "target": frames[target]}

@@ -25,6 +25,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from keypoints import configs
+
 CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
 LOCK = "lock"
@@ -65,10 +67,11 @@ def read_config(run_dir: str | os.PathLike) -> ml_collections.ConfigDict:
   if not path.is_file():
     raise RunDirError(f"{path} is missing: {run_dir} is not a training run")
   try:
-    return ml_collections.ConfigDict(json.loads(path.read_text()))
+    saved = json.loads(path.read_text())
   except json.JSONDecodeError as e:
     raise RunDirError(f"{path} is corrupt ({e}); restore it from the command that started "
                       "the run") from None
+  return configs.complete(ml_collections.ConfigDict(saved))
 
 
 def prepare(run_dir: str | os.PathLike, config: ml_collections.ConfigDict,

@@ -56,10 +56,8 @@ def build_model(model_config: ml_collections.ConfigDict) -> networks.KeypointAut
       decoder_filters=model_config.decoder_filters,
       gauss_std=model_config.gauss_std,
       norm=model_config.norm)
-  # Psi's readout; runs that predate these fields used the defaults.
-  psi = dict(softmax=model_config.get("softmax", "axis"),
-             coord_channels=bool(model_config.get("coord_channels", False)))
-  model_type = model_config.get("model_type", "transporter")  # runs that predate baselines
+  psi = dict(softmax=model_config.softmax, coord_channels=bool(model_config.coord_channels))
+  model_type = model_config.model_type
   if model_type == "transporter":
     return networks.Transporter(**common, **psi)
   if model_type == "jakab":
@@ -71,7 +69,7 @@ def build_model(model_config: ml_collections.ConfigDict) -> networks.KeypointAut
 
 def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> optax.Schedule:
   """The learning rate against the step (`train_config.lr_schedule`, see configs)."""
-  kind = train_config.get("lr_schedule", "exponential")  # runs that predate the field
+  kind = train_config.lr_schedule
   if kind == "exponential":
     return optax.exponential_decay(train_config.learning_rate, train_config.lr_decay_steps,
                                    train_config.lr_decay_rate, staircase=True)
@@ -86,7 +84,7 @@ def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> optax.Sch
 
 def build_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   adam = optax.adam(learning_rate_schedule(train_config))
-  clip = train_config.get("grad_clip_norm", 0.0)
+  clip = train_config.grad_clip_norm
   return optax.chain(optax.clip_by_global_norm(clip), adam) if clip > 0 else adam
 
 
@@ -146,13 +144,11 @@ def loss_fn(params: Any, batch_stats: Any, apply_fn: Callable, batch: dict[str, 
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array],
-               key: jax.Array | None = None) -> tuple[TrainState, dict]:
+               key: jax.Array) -> tuple[TrainState, dict]:
   """One Adam step on a batch of (source, target) pairs; returns the new state and metrics.
 
-  `key` feeds the model's randomness, if it has any (default: derived from the state's key).
+  `key` feeds the model's randomness, if it has any (Zhang's warps).
   """
-  if key is None:
-    key = jax.random.fold_in(state.key, 1)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   (loss, (out, batch_stats)), grads = grad_fn(state.params, state.batch_stats, state.apply_fn,
                                               batch, key)
@@ -173,7 +169,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
 
 
 def sample_and_train(state: TrainState, frames: jax.Array, pair_index: data_lib.PairIndex,
-                     batch_size: int, min_offset: int = 1) -> tuple[TrainState, dict]:
+                     batch_size: int) -> tuple[TrainState, dict]:
   """One step on a fresh batch of pairs drawn with (and advancing) the state's own key.
 
   Args:
@@ -183,27 +179,25 @@ def sample_and_train(state: TrainState, frames: jax.Array, pair_index: data_lib.
   # One step per dispatch on purpose: XLA:CPU runs convolutions inside a while loop
   # (lax.scan) more than ten times slower than at the top level.
   key, sample_key = jax.random.split(state.key)
-  batch = data_lib.sample_pairs(sample_key, frames, pair_index, batch_size, min_offset)
+  batch = data_lib.sample_pairs(sample_key, frames, pair_index, batch_size)
   return train_step(state.replace(key=key), batch, jax.random.fold_in(sample_key, 1))
 
 
 def sample_and_train_steps(state: TrainState, frames: jax.Array, pair_index: data_lib.PairIndex,
-                           batch_size: int, min_offset: int, num_steps: int
-                           ) -> tuple[TrainState, dict]:
+                           batch_size: int, num_steps: int) -> tuple[TrainState, dict]:
   """`num_steps` calls of `sample_and_train` in one dispatch (lax.scan); metrics are their means.
 
   For accelerators, where a step is launch-bound; the CPU keeps one step per dispatch (see
   `sample_and_train`). The steps are the same as `num_steps` separate calls.
   """
   def body(carry, _):
-    return sample_and_train(carry, frames, pair_index, batch_size, min_offset)
+    return sample_and_train(carry, frames, pair_index, batch_size)
 
   state, metrics = jax.lax.scan(body, state, None, length=num_steps)
   return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
 
 
-def eval_loss(state: TrainState, batch: dict[str, jax.Array]) -> jax.Array:
-  """Reconstruction loss on a batch without updating anything."""
-  loss, _ = loss_fn(state.params, state.batch_stats, state.apply_fn, batch,
-                    jax.random.PRNGKey(0), train=False)
+def eval_loss(state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
+  """The training loss on a batch without updating anything (`key`: the model's randomness)."""
+  loss, _ = loss_fn(state.params, state.batch_stats, state.apply_fn, batch, key, train=False)
   return loss

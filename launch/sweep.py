@@ -7,7 +7,7 @@
 runs the 4 points of the cartesian product one after another on this machine (`--parallel`
 for several at once), each as `python -m <binary> <flags> --<flag>=<value> ...
 --<dir_flag>=<run_root>/<point>`, where <point> names the values (`num_keypoints=4,gauss_std=0.1`).
-Each point's output goes to `<run_root>/<point>.log`; `<run_root>/sweep.json` records the
+Each point's output is appended to `<run_root>/<point>.log` (a rerun keeps the earlier log); `<run_root>/sweep.json` records the
 points, commands and exit codes. Rerunning the same sweep reruns every point, and the training
 binary resumes each from its own checkpoints, so an interrupted sweep continues where it was.
 `--dry_run` prints the commands only.
@@ -61,11 +61,27 @@ def expand(grid: dict[str, list[str]]) -> list[dict[str, str]]:
   return [dict(zip(names, values)) for values in itertools.product(*grid.values())]
 
 
+def short_names(flag_names: list[str]) -> dict[str, str]:
+  """Each flag's shortest dotted suffix that no other flag of the grid ends with
+  (config.model.seed and config.train.seed -> model.seed and train.seed; lone seed -> seed)."""
+  out = {}
+  for flag in flag_names:
+    parts = flag.split(".")
+    for k in range(1, len(parts) + 1):
+      suffix = ".".join(parts[-k:])
+      if not any(other != flag and (other == suffix or other.endswith("." + suffix))
+                 for other in flag_names):
+        break
+    out[flag] = suffix
+  return out
+
+
 def point_name(point: dict[str, str]) -> str:
-  """A folder name for a point: each flag's last dotted part and its value."""
+  """A folder name for a point: each flag's short name (`short_names`) and its value."""
   if not point:
     return "run"
-  name = ",".join(f"{flag.rsplit('.', 1)[-1]}={value}" for flag, value in point.items())
+  names = short_names(list(point))
+  name = ",".join(f"{names[flag]}={value}" for flag, value in point.items())
   return name.replace("/", "_").replace(" ", "_")
 
 
@@ -82,7 +98,10 @@ def run(commands: dict[str, list[str]], root: pathlib.Path, parallel: int) -> di
     while pending or running:
       while pending and len(running) < parallel:
         name, cmd = pending.pop(0)
-        log = open(root / f"{name}.log", "w")  # pylint: disable=consider-using-with
+        # Appended to, so the log of an earlier (interrupted) attempt is kept.
+        log = open(root / f"{name}.log", "a")  # pylint: disable=consider-using-with
+        log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n")
+        log.flush()
         running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
       for name, (proc, log) in list(running.items()):
         if proc.poll() is not None:

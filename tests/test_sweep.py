@@ -56,4 +56,16 @@ def test_sweep_runs_every_point_and_records_failures(tmp_path):
     assert dataset.frames.shape == (10, 16, 16, 3)
     assert record[f"episode_length=1,sprites={sprites}"]["exit_code"] != 0
   assert "FAILED" in result.stdout
+  # A rerun appends to each point's log: the failed attempt's output is kept.
+  subprocess.run(result.args, capture_output=True, text=True, check=False)
+  log = (root / "episode_length=1,sprites=1.log").read_text()
+  assert log.count("==== ") == 2 and log.count("error:") == 2
 
+
+def test_flags_sharing_a_last_name_get_distinct_folders():
+  points = sweep.expand(sweep.parse_grid(["config.model.seed=0,1", "config.train.seed=0,1"]))
+  names = [sweep.point_name(p) for p in points]
+  assert len(set(names)) == 4
+  assert names[1] == "model.seed=0,train.seed=1"
+  assert sweep.short_names(["a.b.seed", "c.b.seed", "lr"]) == {
+      "a.b.seed": "a.b.seed", "c.b.seed": "c.b.seed", "lr": "lr"}

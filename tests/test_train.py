@@ -68,7 +68,7 @@ def test_batch_norm_variant_trains():
   assert state.batch_stats  # running statistics live in the state
   frames, _ = _frames()
   batch = {"source": jnp.asarray(frames[0, :4]), "target": jnp.asarray(frames[0, 4:8])}
-  new, m = jax.jit(train.train_step)(state, batch)
+  new, m = jax.jit(train.train_step)(state, batch, jax.random.PRNGKey(5))
   assert np.isfinite(float(m["loss"]))
   changed = jax.tree.map(lambda a, b: bool(np.any(a != b)), new.batch_stats, state.batch_stats)
   assert any(jax.tree.leaves(changed))
@@ -133,7 +133,7 @@ def test_mean_frame_centring_is_fixed_and_zeroes_static_background():
   state = train.create_train_state(jax.random.PRNGKey(0), net,
                                    train.build_optimizer(configs.train_config()), (16, 16), mean)
   batch = {"source": jnp.asarray(flat[:4]), "target": jnp.asarray(flat[4:8])}
-  new, _ = jax.jit(train.train_step)(state, batch)
+  new, _ = jax.jit(train.train_step)(state, batch, jax.random.PRNGKey(5))
   np.testing.assert_array_equal(new.params["frame_mean"], np.asarray(mean, np.float32))
   out = net.apply({"params": new.params}, batch["source"], batch["target"])
   np.testing.assert_allclose(out["target_image"], flat[4:8] / 255.0 - mean, atol=1e-6)
@@ -192,7 +192,7 @@ def test_scanned_steps_equal_single_steps():
   for _ in range(3):
     a, m = single(a)
     losses.append(float(m["loss"]))
-  b, mb = xla.jit(lambda s: train.sample_and_train_steps(s, f, index, 2, 1, 3))(state)
+  b, mb = xla.jit(lambda s: train.sample_and_train_steps(s, f, index, 2, 3))(state)
   assert int(b.step) == int(a.step) == 3
   np.testing.assert_array_equal(np.asarray(a.key), np.asarray(b.key))
   # Same pairs, same updates; a loop body may fuse differently, so allow float rounding scaled

@@ -165,7 +165,7 @@ def test_detector_rejects_bad_frames(finished_run, bad, message):
 
 
 def test_unknown_model_is_one_clear_error(sprites_dir, tmp_path):
-  result = _run(_cmd(sprites_dir, tmp_path / "bad", "--model=vae"))
+  result = _run(_cmd(sprites_dir, tmp_path / "bad", "--config.model.model_type=vae"))
   assert result.returncode != 0
   assert "vae" in result.stderr and "Traceback" not in result.stderr
 

@@ -1,7 +1,7 @@
 """The tracking comparison's budget on any dataset: the earlier main job (K = 5, batch 16, 1,200 steps).
 
   python -m experiments.train_transporter --config=experiments/configs/tracking.py:mspacman \
-      --model=zhang --run_dir=runs/mspacman_zhang
+      --config.model.model_type=zhang --run_dir=runs/mspacman_zhang
 
 The argument after the colon names the dataset folder under data/ (default "pong"); collect it
 with experiments/collect_frames.py (see the README's tracking section for the exact commands).
