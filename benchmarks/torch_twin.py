@@ -11,6 +11,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from keypoints import configs
+from keypoints import networks
 
 
 def _encoder(filters, kernels, strides) -> nn.Sequential:
@@ -33,9 +34,7 @@ class Twin(nn.Module):
                              nn.Conv2d(c["filters"][-1], num_keypoints, 1))
     self.std, self.size = std, size
     dec, cin, f = [], c["filters"][-1], c["decoder_filters"]
-    h = size
-    for s in c["strides"]:
-      h //= s
+    h = size // networks.feature_stride(c["strides"])
     while h < size:
       dec += [nn.Conv2d(cin, f, 3, padding=1), nn.InstanceNorm2d(f, affine=True), nn.ReLU(),
               nn.Conv2d(f, f, 3, padding=1), nn.InstanceNorm2d(f, affine=True), nn.ReLU(),

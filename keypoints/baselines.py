@@ -32,6 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from keypoints import keypoint_ops
 from keypoints import networks
 
 
@@ -123,20 +124,16 @@ def warp_images(images: jax.Array, matrix: jax.Array, shift: jax.Array,
     feature_size: (h, w) of the feature map the keypoints live on.
   """
   _, height, width, _ = images.shape
-  stride_y, stride_x = height / feature_size[0], width / feature_size[1]
   rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
                             jnp.arange(width, dtype=jnp.float32), indexing="ij")
-  # Image pixel centre -> feature-map normalised coordinates (feature pixel j covers image
-  # pixels [s j, s (j + 1)), its centre at s j + (s - 1) / 2).
-  to_norm = lambda p, s, n: ((p - (s - 1) / 2) / s) / (n - 1) * 2 - 1
-  to_pix = lambda u, s, n: ((u + 1) / 2 * (n - 1)) * s + (s - 1) / 2
-  u = jnp.stack([to_norm(cols, stride_x, feature_size[1]),
-                 to_norm(rows, stride_y, feature_size[0])], -1)  # [H, W, 2]
+  # Image pixel centres in the feature map's normalised coordinates.
+  u = jnp.stack([keypoint_ops.from_pixel_axis(cols, feature_size[1], width),
+                 keypoint_ops.from_pixel_axis(rows, feature_size[0], height)], -1)  # [H, W, 2]
 
   def one(image, a, t):
     src = jnp.einsum("ij,hwj->hwi", jnp.linalg.inv(a), u - t)  # where each output pixel reads
-    coords = jnp.stack([to_pix(src[..., 1], stride_y, feature_size[0]),
-                        to_pix(src[..., 0], stride_x, feature_size[1])])
+    coords = jnp.stack([keypoint_ops.to_pixel_axis(src[..., 1], feature_size[0], height),
+                        keypoint_ops.to_pixel_axis(src[..., 0], feature_size[1], width)])
     return jax.vmap(lambda ch: jax.scipy.ndimage.map_coordinates(ch, coords, order=1,
                                                                   mode="constant", cval=0.0),
                     in_axes=-1, out_axes=-1)(image)

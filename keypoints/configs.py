@@ -101,9 +101,7 @@ def validate(model: ml_collections.ConfigDict, train: ml_collections.ConfigDict 
   if len({len(model.filters), len(model.kernels), len(model.strides)}) != 1:
     raise ValueError("filters, kernels and strides must have the same length")
   h, w = model.image_size
-  stride = 1
-  for s in model.strides:
-    stride *= s
+  stride = networks.feature_stride(model.strides)
   if h % stride or w % stride or h <= 0 or w <= 0:
     raise ValueError(f"image_size {tuple(model.image_size)} must be positive multiples of the "
                      f"encoder's total stride {stride}")

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from keypoints import data as data_lib
+from keypoints import keypoint_ops
 from keypoints import networks
 from keypoints import run_dir as run_dir_lib
 from keypoints import train as train_lib
@@ -34,9 +35,9 @@ def to_pixels(keypoints: np.ndarray | jax.Array, feature_size: tuple[int, int],
   block's centre. `frame_size` (H, W) rescales to a raw frame the image was resized from.
   """
   (fh, fw), (h, w) = feature_size, image_size
-  x = ((keypoints[..., 0] + 1) * 0.5 * (fw - 1) + 0.5) * (w / fw) - 0.5
-  y = ((keypoints[..., 1] + 1) * 0.5 * (fh - 1) + 0.5) * (h / fh) - 0.5
-  points = np.stack([np.asarray(x), np.asarray(y)], axis=-1)
+  keypoints = np.asarray(keypoints)
+  points = np.stack([keypoint_ops.to_pixel_axis(keypoints[..., 0], fw, w),
+                     keypoint_ops.to_pixel_axis(keypoints[..., 1], fh, h)], axis=-1)
   if frame_size is not None:
     points = data_lib.resize_points(points, image_size, frame_size)
   return points.astype(np.float32)

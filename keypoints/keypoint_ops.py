@@ -5,6 +5,10 @@ Conventions (the only place they are defined; everything else converts at its ed
   * Keypoints are [B, K, 2] in (x, y) order, normalised to [-1, 1] on the map they were read
     from: -1 is the centre of the first column/row, +1 the centre of the last (align-corners).
     x grows to the right, y grows downwards.
+  * A feature map of n cells along an axis computed from an image of N pixels along it has a
+    stride s = N / n: cell j covers pixels [s j, s (j + 1)), its centre is pixel s j + (s - 1) / 2
+    (pixel p's centre is p; `to_pixel_axis` / `from_pixel_axis` convert, with N = n for
+    the map's own pixels).
   * Gaussian maps are [B, H, W, K] with value exp(-((x - mu_x)^2 + (y - mu_y)^2) / std^2), where
     std is in the same normalised units (0.1 = a twentieth of the map's width).
 """
@@ -25,6 +29,19 @@ def _axis_coordinate(logits: jax.Array, axis: int) -> jax.Array:
 
 
 SOFTMAX_KINDS = ("axis", "2d")
+
+
+def to_pixel_axis(u, map_len: int, image_len: int):
+  """Normalised coordinate(s) u in [-1, 1] on a map of `map_len` cells -> pixel coordinate(s)
+  of the image of `image_len` pixels it was computed from (numpy or jax arrays alike)."""
+  stride = image_len / map_len
+  return (u + 1) / 2 * (map_len - 1) * stride + (stride - 1) / 2
+
+
+def from_pixel_axis(p, map_len: int, image_len: int):
+  """The inverse of `to_pixel_axis`: image pixel coordinate(s) -> normalised map coordinates."""
+  stride = image_len / map_len
+  return (p - (stride - 1) / 2) / stride / (map_len - 1) * 2 - 1
 
 
 def spatial_softmax(logits: jax.Array, kind: str = "axis") -> jax.Array:

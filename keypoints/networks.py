@@ -288,8 +288,8 @@ class Transporter(KeypointAutoencoder):
 def sample_at(features: jax.Array, keypoints: jax.Array) -> jax.Array:
   """Bilinear samples of [B, h, w, C] features at [B, K, 2] normalised keypoints -> [B, K, C]."""
   _, h, w, _ = features.shape
-  col = (keypoints[..., 0] + 1) * 0.5 * (w - 1)
-  row = (keypoints[..., 1] + 1) * 0.5 * (h - 1)
+  col = keypoint_ops.to_pixel_axis(keypoints[..., 0], w, w)
+  row = keypoint_ops.to_pixel_axis(keypoints[..., 1], h, h)
 
   def one(feat, r, c):
     coords = jnp.stack([r, c])  # [2, K]

@@ -102,3 +102,16 @@ def test_coordinate_channels_follow_the_keypoint_convention():
   assert out.shape == (2, 3, 5, 5)
   np.testing.assert_allclose(out[0, 0, :, 3], np.linspace(-1, 1, 5))  # x along the width
   np.testing.assert_allclose(out[1, :, 4, 4], np.linspace(-1, 1, 3))  # y along the height
+
+
+def test_pixel_axis_conversion_hand_computed_and_inverse():
+  # A 40-cell map of an 80-pixel image (stride 2): cell 0 covers pixels 0-1 (centre 0.5),
+  # cell 39 pixels 78-79 (centre 78.5).
+  np.testing.assert_allclose(keypoint_ops.to_pixel_axis(np.array([-1.0, 1.0]), 40, 80),
+                             [0.5, 78.5])
+  # On the map's own pixels (stride 1) the ends are cell centres 0 and n - 1.
+  np.testing.assert_allclose(keypoint_ops.to_pixel_axis(np.array([-1.0, 0.0, 1.0]), 5, 5),
+                             [0.0, 2.0, 4.0])
+  u = np.linspace(-1.3, 1.2, 7)
+  np.testing.assert_allclose(keypoint_ops.from_pixel_axis(
+      keypoint_ops.to_pixel_axis(u, 20, 80), 20, 80), u, atol=1e-12)
