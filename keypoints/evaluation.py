@@ -7,6 +7,9 @@ Shared by the tracking comparison (experiments/eval_tracking.py) and the seed st
 from __future__ import annotations
 
 import dataclasses
+import os
+import pathlib
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -14,6 +17,7 @@ from keypoints import data as data_lib
 from keypoints import ground_truth
 from keypoints import inference
 from keypoints import metrics
+from keypoints import run_dir as run_dir_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,11 +61,113 @@ def score_heldout(detector: inference.Detector, heldout: data_lib.Dataset, thres
   Raises:
     keypoints.data.DatasetError: the dataset has no object ground truth.
   """
-  names, objects = ground_truth.dataset_positions(heldout.metadata, heldout.ground_truth)
+  names, raw_objects = ground_truth.dataset_positions(heldout.metadata, heldout.ground_truth,
+                                                      raw=True)
   size = heldout.frames.shape[1:3]
   raw_size = raw_frame_size(heldout)
   frame_keypoints = detect_all(detector, heldout.frames, batch_size)
   keypoints = data_lib.resize_points(frame_keypoints, size, raw_size)
-  raw_objects = data_lib.resize_points(objects, size, raw_size)
   recall = metrics.object_recall(keypoints, raw_objects, threshold)
   return HeldoutScores(tuple(names), frame_keypoints, keypoints, raw_objects, recall, raw_size)
+
+
+def load_run(run_dir: str | os.PathLike, dataset_path: str | None = None):
+  """(config, held-out dataset) of a training run (`dataset_path` overrides the config's)."""
+  config = run_dir_lib.read_config(run_dir)
+  max_episodes = config.dataset.max_episodes
+  dataset = data_lib.load_dataset(dataset_path or config.dataset.path,
+                                  None if max_episodes < 0 else max_episodes)
+  _, heldout = dataset.split(config.dataset.heldout_episodes)
+  return config, heldout
+
+
+def tracking_result(name: str, run_dir, config, scored: HeldoutScores, heldout: data_lib.Dataset,
+                    threshold: float, horizons: Sequence[int]) -> dict[str, Any]:
+  """One model's entry of the tracking comparison (JSON-ready)."""
+  scores = metrics.tracking(scored.keypoints, scored.objects, threshold, horizons,
+                            heldout.episode_lengths)
+  nan_to_none = lambda values: [None if np.isnan(v) else float(v) for v in values]
+  return {
+      "name": name, "run_dir": str(run_dir),
+      "model_type": config.model.model_type, "arch": config.model.arch,
+      "num_keypoints": config.model.num_keypoints, "train_steps": config.train.num_steps,
+      "horizons": list(horizons),
+      "precision": nan_to_none(scores["precision"]),
+      "recall": nan_to_none(scores["recall"]),
+      "sequences": [int(v) for v in scores["sequences"]],
+      "mean_track_length": scores["mean_track_length"],
+      "switches_per_100_frames": scores["switches_per_100_frames"],
+      "per_object_recall": dict(zip(scored.object_names,
+                                    (float(v) for v in scored.per_object_recall))),
+  }
+
+
+def tracking_table(results: list[dict], horizons: Sequence[int]) -> str:
+  """The comparison as text: precision / recall per horizon, track length, switches."""
+  fmt = lambda v: "  -  " if v is None else f"{v:.3f}"
+  lines = [f"{'model':<22}" + "".join(f"  P@{h:<4} R@{h:<4}" for h in horizons)
+           + "  track len  switches/100"]
+  for r in results:
+    cells = "".join(f"  {fmt(p)}  {fmt(q)}" for p, q in zip(r["precision"], r["recall"]))
+    lines.append(f"{r['name']:<22}{cells}  {r['mean_track_length']:9.1f}  "
+                 f"{r['switches_per_100_frames']:12.2f}")
+  return "\n".join(lines)
+
+
+def sweep_runs(sweep_dir: pathlib.Path) -> list[pathlib.Path]:
+  """The run directories of a sweep: its subfolders that hold a config.json, sorted by name."""
+  if not sweep_dir.is_dir():
+    raise FileNotFoundError(f"sweep folder {sweep_dir} does not exist")
+  runs = sorted(p for p in sweep_dir.iterdir() if (p / "config.json").is_file())
+  if not runs:
+    raise FileNotFoundError(f"{sweep_dir} holds no runs (subfolders with a config.json)")
+  return runs
+
+
+def sweep_recall(sweep_dir: pathlib.Path, threshold: float, min_recall: float,
+                 dataset_path: str | None = None, batch_size: int = 256,
+                 progress=lambda xs: xs) -> dict[str, Any]:
+  """Per-object recall of every finished run in `sweep_dir`, each on its own held-out episodes.
+
+  Runs that have not checkpointed their last step are listed as unfinished and left out.
+  """
+  rows, names = [], None
+  for run_dir in progress(sweep_runs(sweep_dir)):
+    config, heldout = load_run(run_dir, dataset_path)
+    steps = run_dir_lib.checkpoint_steps(run_dir)
+    if not steps or max(steps) < config.train.num_steps:
+      rows.append({"run": run_dir.name, "finished": False,
+                   "checkpoint_step": max(steps) if steps else None,
+                   "train_steps": config.train.num_steps})
+      continue
+    scored = score_heldout(inference.load_detector(run_dir), heldout, threshold, batch_size)
+    names = names or scored.object_names
+    recall = dict(zip(scored.object_names, (float(v) for v in scored.per_object_recall)))
+    rows.append({"run": run_dir.name, "finished": True, "seed": config.train.seed,
+                 "env": heldout.metadata.get("env"), "train_steps": config.train.num_steps,
+                 "per_object_recall": recall,
+                 "finds_every_object": min(recall.values()) >= min_recall})
+  done = [r for r in rows if r["finished"]]
+  return {"sweep_dir": str(sweep_dir), "threshold_raw_px": threshold, "min_recall": min_recall,
+          "objects": list(names or ()), "runs": rows,
+          "runs_finding_every_object": sum(r["finds_every_object"] for r in done),
+          "finished_runs": len(done)}
+
+
+def sweep_table(summary: dict[str, Any]) -> str:
+  """`sweep_recall`'s summary as text: a row of per-object recall per run, then the count."""
+  rows, names = summary["runs"], summary["objects"]
+  width = max(12, *(len(r["run"]) for r in rows))
+  lines = [f"per-object recall on held-out frames (a keypoint within "
+           f"{summary['threshold_raw_px']:g} raw px):",
+           f"{'run':<{width}}" + "".join(f"  {n:>8}" for n in names) + "  every object"]
+  for r in rows:
+    if not r["finished"]:
+      lines.append(f"{r['run']:<{width}}  (unfinished: checkpoint {r['checkpoint_step']} of "
+                   f"{r['train_steps']} steps)")
+      continue
+    cells = "".join(f"  {r['per_object_recall'][n]:8.2f}" for n in names)
+    lines.append(f"{r['run']:<{width}}{cells}  {'yes' if r['finds_every_object'] else 'NO'}")
+  lines.append(f"{summary['runs_finding_every_object']} of {summary['finished_runs']} runs put a "
+               f"keypoint on every object in >= {summary['min_recall']:.0%} of held-out frames")
+  return "\n".join(lines)

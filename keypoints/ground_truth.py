@@ -263,9 +263,10 @@ def atari_positions(env_id: str, ram: np.ndarray) -> np.ndarray:
   return positions.astype(np.float32)
 
 
-def dataset_positions(metadata: Mapping[str, Any], ground_truth: Mapping[str, np.ndarray]
-                      ) -> tuple[tuple[str, ...], np.ndarray]:
-  """Named object positions of a dataset, in pixels of its stored frames.
+def dataset_positions(metadata: Mapping[str, Any], ground_truth: Mapping[str, np.ndarray],
+                      raw: bool = False) -> tuple[tuple[str, ...], np.ndarray]:
+  """Named object positions of a dataset, in pixels of its stored frames (`raw`: of the raw
+  frames they were resized from, where evaluation compares; computed there, not converted back).
 
   Args:
     metadata: the dataset's metadata.json (`keypoints.data.Dataset.metadata`).
@@ -293,8 +294,9 @@ def dataset_positions(metadata: Mapping[str, Any], ground_truth: Mapping[str, np
     raw_size = (int(metadata.get("raw_height", RAW_HEIGHT)),
                 int(metadata.get("raw_width", RAW_WIDTH)))
     size = (int(metadata["height"]), int(metadata["width"]))
-    positions = data_lib.resize_points(atari_positions(env, ground_truth["ram"]), raw_size,
-                                       size).astype(np.float32)
+    positions = atari_positions(env, ground_truth["ram"])
+    if not raw:
+      positions = data_lib.resize_points(positions, raw_size, size).astype(np.float32)
     return object_names(env), positions
   if "positions" not in ground_truth:
     raise data_lib.DatasetError(f"the {source or 'unknown-source'} dataset {env!r} has no "
@@ -309,4 +311,8 @@ def dataset_positions(metadata: Mapping[str, Any], ground_truth: Mapping[str, np
   if len(names) != positions.shape[1]:
     raise data_lib.DatasetError(f"metadata names {len(names)} objects but 'positions' holds "
                                 f"{positions.shape[1]}")
+  size = (int(metadata["height"]), int(metadata["width"]))
+  raw_size = (int(metadata.get("raw_height", size[0])), int(metadata.get("raw_width", size[1])))
+  if raw and raw_size != size:  # rendered at the stored size: their "raw" frame is larger
+    positions = data_lib.resize_points(positions, size, raw_size).astype(np.float32)
   return tuple(names), positions

@@ -66,3 +66,37 @@ def tile(frames: np.ndarray, columns: int) -> np.ndarray:
     r, col = divmod(i, columns)
     grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = frames[i]
   return grid
+
+
+def label(frames: np.ndarray, text: str) -> np.ndarray:
+  """Adds a black title bar with `text` above uint8 [N, H, W, 3] frames."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  bar = Image.new("RGB", (frames.shape[2], 14))
+  ImageDraw.Draw(bar).text((3, 1), text, fill=(255, 255, 255))
+  bar = np.broadcast_to(np.asarray(bar), (len(frames), *np.asarray(bar).shape))
+  return np.concatenate([bar, frames], axis=1)
+
+
+def plot_tracking(path: str | os.PathLike, results: list[dict], threshold: float,
+                  title: str) -> None:
+  """Precision and recall against the horizon, one line per model (`evaluation` results)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  for r in results:
+    h = np.asarray(r["horizons"])
+    for ax, key in zip(axes, ("precision", "recall")):
+      ax.plot(np.maximum(h, 0.5), r[key], marker="o", label=r["name"])
+  for ax, key in zip(axes, ("precision", "recall")):
+    ax.set_xscale("log")
+    ax.set_xlabel("horizon (frames since the sequence start; 0 plotted at 0.5)")
+    ax.set_ylabel(key)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+  axes[0].legend()
+  fig.suptitle(f"{title}: keypoints held on one object for the whole horizon "
+               f"(threshold {threshold:g} raw px)", fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

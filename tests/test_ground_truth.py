@@ -192,6 +192,9 @@ def test_dataset_positions_scales_ale_positions_to_the_stored_frames():
   # x: 64/160 of the raw screen, y: 84/210, pixel centres to pixel centres.
   np.testing.assert_allclose(positions[..., 0], (raw[..., 0] + 0.5) * 0.4 - 0.5, atol=1e-4)
   np.testing.assert_allclose(positions[..., 1], (raw[..., 1] + 0.5) * 0.4 - 0.5, atol=1e-4)
+  # Evaluation asks for the raw screen's pixels: read there, never resized down and back up.
+  _, raw_positions = ground_truth.dataset_positions(metadata, {"ram": ram}, raw=True)
+  np.testing.assert_array_equal(raw_positions, raw)
 
 
 def test_dataset_positions_of_a_resized_pong_frame_land_on_the_paddle():
