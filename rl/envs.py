@@ -30,16 +30,15 @@ import dataclasses
 import os
 from typing import Any
 
-# MuJoCo picks its OpenGL backend when first imported; EGL renders without a display.
-os.environ.setdefault("MUJOCO_GL", "egl")
-
 import numpy as np
 
 from keypoints import data
+from keypoints import ground_truth
 
-ALE_RAW_HEIGHT = 210
-ALE_RAW_WIDTH = 160
-RAM_SIZE = 128
+# The Atari constants live with the RAM maps in keypoints.ground_truth.
+ALE_RAW_HEIGHT = ground_truth.RAW_HEIGHT
+ALE_RAW_WIDTH = ground_truth.RAW_WIDTH
+RAM_SIZE = ground_truth.RAM_SIZE
 ATARI_FRAMESKIP = 4
 ATARI_REPEAT_ACTION_PROBABILITY = 0.25
 
@@ -53,7 +52,8 @@ MANIPULATOR_ACTION_REPEAT = 4
 _MANIPULATOR_BODIES = ("upper_arm", "middle_arm", "lower_arm", "hand", "thumb", "thumbtip",
                        "finger", "fingertip", "ball", "peg", "target_ball", "target_peg", "cup",
                        "slot")
-# The manipulator model's offscreen framebuffer, the largest frame it can render.
+# The manipulator model's offscreen framebuffer, the largest frame it can render (the model's
+# vis.global_.offheight / offwidth; tests/test_envs.py checks they agree).
 MANIPULATOR_MAX_HEIGHT = 480
 MANIPULATOR_MAX_WIDTH = 640
 _MANIPULATOR_PROPS = {"bring_ball": ("ball", "target_ball"), "bring_peg": ("peg", "target_peg"),
@@ -102,9 +102,20 @@ def parse_env_id(env_id: str) -> EnvId:
   return EnvId(env_id, "ale")
 
 
-def _check_sizes(height: int, width: int, max_frames: int) -> None:
+def _check_frame_size(height: int, width: int) -> None:
   if height <= 0 or width <= 0:
     raise ValueError(f"frame size must be positive, got {height}x{width}")
+
+
+def _check_manipulator_frame_size(height: int, width: int) -> None:
+  _check_frame_size(height, width)
+  if height > MANIPULATOR_MAX_HEIGHT or width > MANIPULATOR_MAX_WIDTH:
+    raise ValueError(f"frame size {height}x{width} exceeds the manipulator's offscreen buffer of "
+                     f"{MANIPULATOR_MAX_HEIGHT}x{MANIPULATOR_MAX_WIDTH}")
+
+
+def _check_sizes(height: int, width: int, max_frames: int) -> None:
+  _check_frame_size(height, width)
   if max_frames < 1:
     raise ValueError(f"episodes need at least one frame, got a cap of {max_frames}")
 
@@ -222,20 +233,17 @@ class Manipulator:
     if task not in MANIPULATOR_TASKS:
       raise ValueError(f"unknown manipulator task {task!r}: expected one of "
                        f"{', '.join(MANIPULATOR_TASKS)}")
-    if height <= 0 or width <= 0:
-      raise ValueError(f"frame size must be positive, got {height}x{width}")
+    _check_manipulator_frame_size(height, width)
     if action_repeat < 1:
       raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
-    # Imported here so that ALE-only use never loads MuJoCo.
+    # Imported here so that ALE-only use never loads MuJoCo. MuJoCo picks its OpenGL backend
+    # when first imported; EGL renders without a display (a user's own MUJOCO_GL wins).
+    os.environ.setdefault("MUJOCO_GL", "egl")
     from dm_control import mujoco  # pylint: disable=g-import-not-at-top
     from dm_control import suite  # pylint: disable=g-import-not-at-top
     self._env = suite.load("manipulator", task, task_kwargs={"random": seed})
     physics = self._env.physics
     model = physics.model
-    max_height, max_width = model.vis.global_.offheight, model.vis.global_.offwidth
-    if height > max_height or width > max_width:
-      raise ValueError(f"frame size {height}x{width} exceeds the manipulator's offscreen buffer "
-                       f"of {max_height}x{max_width}")
     cameras = [model.id2name(i, "camera") for i in range(model.ncam)]
     if camera_id in cameras:
       camera_id = cameras.index(camera_id)
@@ -390,9 +398,7 @@ def dataset_metadata(env_id: str, height: int, width: int, seed: int,
             "frameskip": ATARI_FRAMESKIP,
             "repeat_action_probability": ATARI_REPEAT_ACTION_PROBABILITY,
             "ground_truth": ["ram"]}
-  if height > MANIPULATOR_MAX_HEIGHT or width > MANIPULATOR_MAX_WIDTH:
-    raise ValueError(f"frame size {height}x{width} exceeds the manipulator's offscreen buffer of "
-                     f"{MANIPULATOR_MAX_HEIGHT}x{MANIPULATOR_MAX_WIDTH}")
+  _check_manipulator_frame_size(height, width)
   return {"source": "dm_control", **common, "raw_height": height, "raw_width": width,
           "task": env.task, "camera_id": MANIPULATOR_CAMERA_ID,
           "camera_name": MANIPULATOR_CAMERA_NAME,
