@@ -19,7 +19,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
@@ -48,34 +47,6 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of hosts in
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index in the job.")
 
 
-def write_pictures(images_dir, step, detector, reconstruct, episode, pairs) -> None:
-  """Keypoint GIF on a held-out episode and a source | target | reconstruction strip."""
-  images_dir.mkdir(exist_ok=True)
-  gif = visualize.overlay(episode, detector(episode))
-  visualize.write_gif(images_dir / f"keypoints_{step:07d}.gif", gif)
-  visualize.write_gif(images_dir / "keypoints_latest.gif", gif)
-  out = reconstruct(detector.variables, pairs["source"], pairs["target"])
-  recon = np.asarray(out["reconstruction"] + out["frame_mean"])
-  recon = np.clip(recon * 255, 0, 255).astype(np.uint8)
-  kp_t = inference.to_pixels(np.asarray(out["target"]["keypoints"]), detector.feature_size,
-                             detector.image_size)
-  kp_s = detector(np.asarray(pairs["source"]))
-  rows = np.concatenate([visualize.overlay(np.asarray(pairs["source"]), kp_s),
-                         visualize.overlay(np.asarray(pairs["target"]), kp_t),
-                         visualize.overlay(recon, kp_t)])
-  visualize.write_png(images_dir / f"reconstruction_{step:07d}.png",
-                      visualize.tile(rows, len(pairs["source"])))
-
-
-def first_non_finite(losses: list, first_step: int) -> tuple[int, float] | None:
-  """(step, value) of the first NaN / infinite loss among consecutive steps' losses, or None."""
-  if not losses:
-    return None
-  values = np.asarray(jnp.stack(losses))
-  bad = np.flatnonzero(~np.isfinite(values))
-  return (first_step + int(bad[0]), float(values[bad[0]])) if len(bad) else None
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -86,7 +57,8 @@ def main(argv):
     configs_lib.validate(config.model, config.train)
     harness.validate_cadence(config)
     dataset = data_lib.load_dataset(
-        config.dataset.path, None if config.dataset.max_episodes < 0 else config.dataset.max_episodes)
+        config.dataset.path,
+        None if config.dataset.max_episodes < 0 else config.dataset.max_episodes)
     if tuple(dataset.frames.shape[1:3]) != tuple(config.model.image_size):
       raise ValueError(f"dataset frames are {dataset.frames.shape[1]}x{dataset.frames.shape[2]} "
                        f"but config.model.image_size is {tuple(config.model.image_size)}")
@@ -154,7 +126,7 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
         log = step % config.log_every == 0 or last
         save = step % config.checkpoint_every == 0 or last or stop.requested
         if log or save:
-          bad = first_non_finite(losses, step - len(losses) + 1)
+          bad = train_lib.first_non_finite(losses, step - len(losses) + 1)
           if bad is not None:
             raise run_dir_lib.NonFiniteError(
                 f"the loss is {bad[1]} at step {bad[0]}: training diverged (learning rate "
@@ -168,14 +140,14 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
           bar.set_postfix(loss=f"{scalars['loss']:.5f}", heldout=f"{scalars['heldout_loss']:.5f}")
           sums, count = {}, 0
         if is_main and (step % config.image_every == 0 or last):
-          write_pictures(run_dir / "images", step, detector.with_variables(
+          visualize.write_training_pictures(run_dir / "images", step, detector.with_variables(
               train_lib.model_variables(state.params, state.batch_stats)), reconstruct,
               gif_episode, heldout_pairs)
         if save:
           run_dir_lib.save(manager, step, train_lib.checkpoint_pytree(state))
           saved_step = step
       if saved_step != step:  # a signal came between the last save and the loop's test
-        if first_non_finite(losses, step - len(losses) + 1) is None:
+        if train_lib.first_non_finite(losses, step - len(losses) + 1) is None:
           run_dir_lib.save(manager, step, train_lib.checkpoint_pytree(state))
   finally:
     manager.wait_until_finished()

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from keypoints import baselines
@@ -201,3 +202,12 @@ def eval_loss(state: TrainState, batch: dict[str, jax.Array], key: jax.Array) ->
   """The training loss on a batch without updating anything (`key`: the model's randomness)."""
   loss, _ = loss_fn(state.params, state.batch_stats, state.apply_fn, batch, key, train=False)
   return loss
+
+
+def first_non_finite(losses: list[jax.Array], first_step: int) -> tuple[int, float] | None:
+  """(step, value) of the first NaN / infinite loss among consecutive steps' losses, or None."""
+  if not losses:
+    return None
+  values = np.asarray(jnp.stack(losses))
+  bad = np.flatnonzero(~np.isfinite(values))
+  return (first_step + int(bad[0]), float(values[bad[0]])) if len(bad) else None

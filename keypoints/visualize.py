@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 
 import imageio.v3 as iio
 import numpy as np
@@ -100,3 +101,30 @@ def plot_tracking(path: str | os.PathLike, results: list[dict], threshold: float
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def write_training_pictures(images_dir: pathlib.Path, step: int, detector, reconstruct,
+                            episode: np.ndarray, pairs: dict) -> None:
+  """Keypoint GIF on a held-out episode and a source | target | reconstruction strip.
+
+  Args:
+    detector: an `inference.Detector` bound to the current variables.
+    reconstruct: (variables, source, target) -> the model's outputs.
+    episode: uint8 [T, H, W, 3] held-out frames for the GIF; pairs: {"source", "target"}.
+  """
+  from keypoints import inference  # pylint: disable=g-import-not-at-top
+  images_dir.mkdir(exist_ok=True)
+  gif = overlay(episode, detector(episode))
+  write_gif(images_dir / f"keypoints_{step:07d}.gif", gif)
+  write_gif(images_dir / "keypoints_latest.gif", gif)
+  out = reconstruct(detector.variables, pairs["source"], pairs["target"])
+  recon = np.asarray(out["reconstruction"] + out["frame_mean"])
+  recon = np.clip(recon * 255, 0, 255).astype(np.uint8)
+  kp_t = inference.to_pixels(np.asarray(out["target"]["keypoints"]), detector.feature_size,
+                             detector.image_size)
+  kp_s = detector(np.asarray(pairs["source"]))
+  rows = np.concatenate([overlay(np.asarray(pairs["source"]), kp_s),
+                         overlay(np.asarray(pairs["target"]), kp_t),
+                         overlay(recon, kp_t)])
+  write_png(images_dir / f"reconstruction_{step:07d}.png",
+                      tile(rows, len(pairs["source"])))

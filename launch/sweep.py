@@ -7,7 +7,8 @@
 runs the 4 points of the cartesian product one after another on this machine (`--parallel`
 for several at once), each as `python -m <binary> <flags> --<flag>=<value> ...
 --<dir_flag>=<run_root>/<point>`, where <point> names the values (`num_keypoints=4,gauss_std=0.1`).
-Each point's output is appended to `<run_root>/<point>.log` (a rerun keeps the earlier log); `<run_root>/sweep.json` records the
+Each point's output is appended to `<run_root>/<point>.log` (a rerun keeps the earlier
+log); `<run_root>/sweep.json` records the
 points, commands and exit codes. Rerunning the same sweep reruns every point, and the training
 binary resumes each from its own checkpoints, so an interrupted sweep continues where it was.
 `--dry_run` prints the commands only.

@@ -20,7 +20,8 @@ def _run(args):
 
 def _train(dataset, run_dir, model):
   result = _run(["experiments.train_transporter", "--config=experiments/configs/sprites.py",
-                 f"--config.dataset.path={dataset}", f"--run_dir={run_dir}", f"--config.model.model_type={model}",
+                 f"--config.dataset.path={dataset}", f"--run_dir={run_dir}",
+                 f"--config.model.model_type={model}",
                  "--config.model.image_size=(16, 16)", "--config.model.num_keypoints=3",
                  "--config.train.batch_size=4", "--config.train.num_steps=10",
                  "--config.gif_frames=4",

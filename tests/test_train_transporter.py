@@ -207,7 +207,8 @@ def test_truncated_latest_checkpoint_falls_back_with_one_warning(sprites_dir, fi
   assert probe.returncode == 0, probe.stderr[-3000:]
   assert "(1, 3, 2)" in probe.stdout
   warnings = [l for l in probe.stderr.splitlines() if "cannot be read" in l]
-  assert len(warnings) == 1 and "step 60" in warnings[0] and "falling back to step 50" in warnings[0]
+  assert len(warnings) == 1 and "step 60" in warnings[0]
+  assert "falling back to step 50" in warnings[0]
   assert "Traceback" not in probe.stderr
   # Training resumes from step 50, keeps the unreadable one aside and ends bit-identical.
   result = _run(_cmd(sprites_dir, run_dir))
@@ -300,3 +301,15 @@ def test_corrupt_episode_is_one_clear_error(sprites_dir, tmp_path):
   assert result.returncode != 0
   last = result.stderr.strip().splitlines()[-1]
   assert "episode_000001.npz is corrupt" in last and "Traceback" not in result.stderr
+
+
+def test_detector_restores_without_building_an_optimizer(finished_run, monkeypatch):
+  from keypoints import train as train_lib  # pylint: disable=g-import-not-at-top
+
+  def no_optimizer(*args, **kwargs):
+    raise AssertionError("load_detector built an optimizer")
+
+  monkeypatch.setattr(train_lib, "build_optimizer", no_optimizer)
+  monkeypatch.setattr(train_lib, "create_train_state", no_optimizer)
+  detect = inference.load_detector(finished_run)
+  assert np.isfinite(detect(np.zeros((1, 16, 16, 3), np.uint8))).all()
