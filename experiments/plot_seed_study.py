@@ -18,6 +18,8 @@ import sys
 from absl import app
 from absl import flags
 
+from experiments import harness
+
 _STUDY = flags.DEFINE_string("study", None, "A seed_study JSON, or a JSON object mapping "
                              "variant names to such studies.", required=True)
 _VARIANTS = flags.DEFINE_list("variants", None, "With a merged file: the variants to plot, in "
@@ -25,8 +27,6 @@ _VARIANTS = flags.DEFINE_list("variants", None, "With a merged file: the variant
 _OUT = flags.DEFINE_string("out", None, "PNG to write.", required=True)
 _MIN_RECALL = flags.DEFINE_float("min_recall", 0.9, "A seed succeeds when every object's "
                                  "held-out recall reaches this.")
-
-from experiments import harness
 
 
 def load_studies(path: pathlib.Path, variants: list[str] | None) -> dict[str, dict]:

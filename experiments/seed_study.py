@@ -80,10 +80,8 @@ def main(argv):
   try:
     seeds = [int(s) for s in _SEEDS.value]
     configs_lib.validate(config.model, config.train)
-    dataset = data_lib.load_dataset(
-        config.dataset.path,
-        None if config.dataset.max_episodes < 0 else config.dataset.max_episodes)
-    train_set, heldout = dataset.split(config.dataset.heldout_episodes)
+    train_set, heldout = data_lib.load_split(config.dataset.path, config.dataset.max_episodes,
+                                             config.dataset.heldout_episodes)
     chunk = _STEPS_PER_DISPATCH.value or (1 if jax.default_backend() == "cpu" else 50)
     if config.train.num_steps % chunk:
       raise ValueError(f"num_steps {config.train.num_steps} is not a multiple of "

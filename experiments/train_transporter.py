@@ -56,13 +56,12 @@ def main(argv):
   try:
     configs_lib.validate(config.model, config.train)
     harness.validate_cadence(config)
-    dataset = data_lib.load_dataset(
-        config.dataset.path,
-        None if config.dataset.max_episodes < 0 else config.dataset.max_episodes)
-    if tuple(dataset.frames.shape[1:3]) != tuple(config.model.image_size):
-      raise ValueError(f"dataset frames are {dataset.frames.shape[1]}x{dataset.frames.shape[2]} "
-                       f"but config.model.image_size is {tuple(config.model.image_size)}")
-    train_set, heldout = dataset.split(config.dataset.heldout_episodes)
+    train_set, heldout = data_lib.load_split(config.dataset.path, config.dataset.max_episodes,
+                                             config.dataset.heldout_episodes)
+    if tuple(train_set.frames.shape[1:3]) != tuple(config.model.image_size):
+      raise ValueError(f"dataset frames are {train_set.frames.shape[1]}x"
+                       f"{train_set.frames.shape[2]} but config.model.image_size is "
+                       f"{tuple(config.model.image_size)}")
     pair_index = data_lib.make_pair_index(train_set.episode_lengths, config.train.min_offset,
                                           config.train.max_offset)
     # Only process 0 holds the lock: on a shared file system all hosts see one directory.
@@ -111,6 +110,16 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
 
   sums, count, losses = {}, 0, []
   saved_step = step
+
+  def check_losses():
+    bad = train_lib.first_non_finite(losses, step - len(losses) + 1)
+    if bad is not None:
+      raise run_dir_lib.NonFiniteError(
+          f"the loss is {bad[1]} at step {bad[0]}: training diverged (learning rate "
+          f"{config.train.learning_rate:g} too high?); nothing after step "
+          f"{manager.latest_step() or 0} was saved")
+    losses.clear()
+
   try:
     with harness.StopRequest() as stop, tqdm(total=config.train.num_steps, initial=step,
                                              desc="train", disable=not is_main) as bar:
@@ -124,15 +133,9 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
         count += 1
         last = step == config.train.num_steps
         log = step % config.log_every == 0 or last
-        save = step % config.checkpoint_every == 0 or last or stop.requested
+        save = step % config.checkpoint_every == 0
         if log or save:
-          bad = train_lib.first_non_finite(losses, step - len(losses) + 1)
-          if bad is not None:
-            raise run_dir_lib.NonFiniteError(
-                f"the loss is {bad[1]} at step {bad[0]}: training diverged (learning rate "
-                f"{config.train.learning_rate:g} too high?); nothing after step "
-                f"{manager.latest_step() or 0} was saved")
-          losses = []
+          check_losses()
         if log:
           scalars = {k: float(v) / count for k, v in sums.items()}
           scalars["heldout_loss"] = float(eval_fn(state, heldout_pairs, eval_key))
@@ -146,9 +149,9 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
         if save:
           run_dir_lib.save(manager, step, train_lib.checkpoint_pytree(state))
           saved_step = step
-      if saved_step != step:  # a signal came between the last save and the loop's test
-        if train_lib.first_non_finite(losses, step - len(losses) + 1) is None:
-          run_dir_lib.save(manager, step, train_lib.checkpoint_pytree(state))
+      if saved_step != step:  # the last step, or where a signal stopped the run
+        check_losses()
+        run_dir_lib.save(manager, step, train_lib.checkpoint_pytree(state))
   finally:
     manager.wait_until_finished()
     writer.close()

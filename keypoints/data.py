@@ -190,6 +190,13 @@ def load_dataset(root: os.PathLike, max_episodes: int | None = None) -> Dataset:
   return Dataset(np.concatenate(frames), starts, lengths, truth, metadata)
 
 
+def load_split(root: os.PathLike, max_episodes: int, heldout_episodes: int
+               ) -> tuple[Dataset, Dataset]:
+  """(train, held-out) of a dataset as a run config names it (`max_episodes` < 0: all)."""
+  dataset = load_dataset(root, None if max_episodes < 0 else max_episodes)
+  return dataset.split(heldout_episodes)
+
+
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
   """Resizes uint8 [N, H, W, 3] frames to [N, height, width, 3] (area averaging).
 

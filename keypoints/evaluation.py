@@ -42,9 +42,7 @@ class HeldoutScores:
 
 def raw_frame_size(dataset: data_lib.Dataset) -> tuple[int, int]:
   """(H, W) of the frames the dataset's stored frames were resized from."""
-  size = dataset.frames.shape[1:3]
-  meta = dataset.metadata
-  return int(meta.get("raw_height", size[0])), int(meta.get("raw_width", size[1]))
+  return ground_truth.raw_frame_size(dataset.metadata)
 
 
 def detect_all(detector: inference.Detector, frames: np.ndarray,
@@ -74,10 +72,8 @@ def score_heldout(detector: inference.Detector, heldout: data_lib.Dataset, thres
 def load_run(run_dir: str | os.PathLike, dataset_path: str | None = None):
   """(config, held-out dataset) of a training run (`dataset_path` overrides the config's)."""
   config = run_dir_lib.read_config(run_dir)
-  max_episodes = config.dataset.max_episodes
-  dataset = data_lib.load_dataset(dataset_path or config.dataset.path,
-                                  None if max_episodes < 0 else max_episodes)
-  _, heldout = dataset.split(config.dataset.heldout_episodes)
+  _, heldout = data_lib.load_split(dataset_path or config.dataset.path,
+                                   config.dataset.max_episodes, config.dataset.heldout_episodes)
   return config, heldout
 
 

@@ -263,6 +263,14 @@ def atari_positions(env_id: str, ram: np.ndarray) -> np.ndarray:
   return positions.astype(np.float32)
 
 
+def raw_frame_size(metadata: Mapping[str, Any]) -> tuple[int, int]:
+  """(H, W) of the frames a dataset's stored frames were resized from: the metadata's raw size,
+  else the ALE screen for ALE datasets, else the stored size (rendered at that size)."""
+  ale = metadata.get("source") == "ale"
+  return (int(metadata.get("raw_height", RAW_HEIGHT if ale else metadata["height"])),
+          int(metadata.get("raw_width", RAW_WIDTH if ale else metadata["width"])))
+
+
 def dataset_positions(metadata: Mapping[str, Any], ground_truth: Mapping[str, np.ndarray],
                       raw: bool = False) -> tuple[tuple[str, ...], np.ndarray]:
   """Named object positions of a dataset, in pixels of its stored frames (`raw`: of the raw
@@ -291,12 +299,11 @@ def dataset_positions(metadata: Mapping[str, Any], ground_truth: Mapping[str, np
     if "ram" not in ground_truth:
       raise data_lib.DatasetError(f"the {env} dataset has no 'ram' ground truth to read object "
                                   "positions from")
-    raw_size = (int(metadata.get("raw_height", RAW_HEIGHT)),
-                int(metadata.get("raw_width", RAW_WIDTH)))
     size = (int(metadata["height"]), int(metadata["width"]))
     positions = atari_positions(env, ground_truth["ram"])
     if not raw:
-      positions = data_lib.resize_points(positions, raw_size, size).astype(np.float32)
+      positions = data_lib.resize_points(positions, raw_frame_size(metadata),
+                                         size).astype(np.float32)
     return object_names(env), positions
   if "positions" not in ground_truth:
     raise data_lib.DatasetError(f"the {source or 'unknown-source'} dataset {env!r} has no "
@@ -312,7 +319,7 @@ def dataset_positions(metadata: Mapping[str, Any], ground_truth: Mapping[str, np
     raise data_lib.DatasetError(f"metadata names {len(names)} objects but 'positions' holds "
                                 f"{positions.shape[1]}")
   size = (int(metadata["height"]), int(metadata["width"]))
-  raw_size = (int(metadata.get("raw_height", size[0])), int(metadata.get("raw_width", size[1])))
+  raw_size = raw_frame_size(metadata)
   if raw and raw_size != size:  # rendered at the stored size: their "raw" frame is larger
     positions = data_lib.resize_points(positions, size, raw_size).astype(np.float32)
   return tuple(names), positions

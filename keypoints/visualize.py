@@ -8,6 +8,8 @@ import pathlib
 import imageio.v3 as iio
 import numpy as np
 
+from keypoints import inference
+
 # Distinct colours for keypoint indices (cycled for K > 10).
 PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 128, 255], [255, 255, 0], [255, 0, 255],
                     [0, 255, 255], [255, 128, 0], [128, 0, 255], [255, 255, 255],
@@ -112,7 +114,6 @@ def write_training_pictures(images_dir: pathlib.Path, step: int, detector, recon
     reconstruct: (variables, source, target) -> the model's outputs.
     episode: uint8 [T, H, W, 3] held-out frames for the GIF; pairs: {"source", "target"}.
   """
-  from keypoints import inference  # pylint: disable=g-import-not-at-top
   images_dir.mkdir(exist_ok=True)
   gif = overlay(episode, detector(episode))
   write_gif(images_dir / f"keypoints_{step:07d}.gif", gif)
@@ -126,5 +127,4 @@ def write_training_pictures(images_dir: pathlib.Path, step: int, detector, recon
   rows = np.concatenate([overlay(np.asarray(pairs["source"]), kp_s),
                          overlay(np.asarray(pairs["target"]), kp_t),
                          overlay(recon, kp_t)])
-  write_png(images_dir / f"reconstruction_{step:07d}.png",
-                      tile(rows, len(pairs["source"])))
+  write_png(images_dir / f"reconstruction_{step:07d}.png", tile(rows, len(pairs["source"])))
