@@ -11,6 +11,7 @@ Only process 0 writes metrics and pictures (`make_writer` gives the others a `Nu
 from __future__ import annotations
 
 import csv
+import math
 import os
 import pathlib
 import signal
@@ -100,7 +101,8 @@ class MetricWriter:
     with open(self._csv_path, "a", newline="") as f:
       csv.writer(f).writerow([row.get(k, "") for k in self._fields])
     for k, v in scalars.items():
-      self._tb.add_scalar(k, float(v), step)
+      if math.isfinite(float(v)):  # NaN marks "nothing this time" (e.g. no evaluation)
+        self._tb.add_scalar(k, float(v), step)
     self._tb.flush()
 
   def close(self) -> None:

@@ -75,12 +75,12 @@ def read_config(run_dir: str | os.PathLike) -> ml_collections.ConfigDict:
 
 
 def prepare(run_dir: str | os.PathLike, config: ml_collections.ConfigDict,
-            write: bool = True) -> pathlib.Path:
+            write: bool = True, resumable: Iterable[str] = RESUMABLE_FIELDS) -> pathlib.Path:
   """Creates the run directory with its config, or checks a restart's config against it.
 
-  A restart may change only `RESUMABLE_FIELDS` (e.g. raise train.num_steps to extend a run);
-  config.json is then rewritten with the new values. Anything else is refused.
-  `write=False` (processes other than 0) checks without writing.
+  A restart may change only the `resumable` fields (by default `RESUMABLE_FIELDS`, e.g. raise
+  train.num_steps to extend a run); config.json is then rewritten with the new values.
+  Anything else is refused. `write=False` (processes other than 0) checks without writing.
   """
   run_dir = pathlib.Path(run_dir)
   if run_dir.exists() and not run_dir.is_dir():
@@ -90,7 +90,7 @@ def prepare(run_dir: str | os.PathLike, config: ml_collections.ConfigDict,
   if path.exists():
     saved = _config_dict(read_config(run_dir))
     changed = _diff_keys(saved, resolved)
-    fixed = [k for k in changed if k not in RESUMABLE_FIELDS]
+    fixed = [k for k in changed if k not in tuple(resumable)]
     if fixed:
       raise RunDirError(f"{run_dir} was started with a different config (differs in: "
                         f"{', '.join(fixed)}); use a new --run_dir or the same config")
@@ -197,6 +197,9 @@ def _restore_newest(run_dir: pathlib.Path, steps: Iterable[int], restore_one,
 def restore_train_state(run_dir: str | os.PathLike, abstract_pytree: Any,
                         max_to_keep: int = 3) -> tuple[ocp.CheckpointManager, int | None, Any]:
   """(manager, step, pytree) of the newest readable checkpoint, for a run that goes on.
+
+  `abstract_pytree` gives the shapes and types to restore; None restores the arrays as saved
+  (as numpy arrays), for checkpoints whose shapes vary, such as a growing replay buffer.
 
   Unreadable checkpoints newer than it are moved to unreadable_checkpoints/ (so the run can
   write those steps again), never deleted. (step, pytree) is (None, None) for a new run, and

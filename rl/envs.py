@@ -91,7 +91,7 @@ def parse_env_id(env_id: str) -> EnvId:
                        f"'dm_control/manipulator-<task>' with <task> one of "
                        f"{', '.join(MANIPULATOR_TASKS)}")
     return EnvId(env_id, "dm_control", task)
-  gymnasium = _import_gymnasium()
+  gymnasium = import_gymnasium()
   try:
     spec = gymnasium.spec(env_id)
   except gymnasium.error.Error as e:
@@ -132,7 +132,7 @@ def episode_seed(seed: int, index: int) -> int:
 # Atari.
 
 
-def _import_gymnasium():
+def import_gymnasium():
   import ale_py  # pylint: disable=g-import-not-at-top
   import gymnasium  # pylint: disable=g-import-not-at-top
   gymnasium.register_envs(ale_py)
@@ -164,7 +164,7 @@ def make_atari(env_id: str, seed: int, frameskip: int = ATARI_FRAMESKIP,
   """
   if parse_env_id(env_id).source != "ale":
     raise ValueError(f"unknown environment {env_id!r}: not an Atari (ALE) id")
-  gymnasium = _import_gymnasium()
+  gymnasium = import_gymnasium()
   try:
     env = gymnasium.make(env_id, obs_type="rgb", frameskip=frameskip,
                          repeat_action_probability=repeat_action_probability)

@@ -1,0 +1,56 @@
+"""KeyQN and pixel DQN on the Atari-100k protocol (README, "KeyQN").
+
+python -m experiments.train_agent --config=experiments/configs/agent.py \
+    --config.agent=keyqn --config.keypoint_run=runs/pong --run_dir=runs/keyqn_pong
+
+Learner settings follow the data-efficient DQN of the Atari-100k literature (dopamine's DER and
+DrQ(epsilon) settings, without their augmentation or distributional heads): n-step 10, gamma
+0.99, an update every agent step from 1,600 steps on, batch 32, Adam (1e-4, eps 1.5e-4),
+double DQN with a target network copied every 2,000 updates, epsilon from 1 to 0.01 over the
+first 5,000 steps, evaluation at epsilon 0.001.
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.agent = "keyqn"  # "keyqn" | "pixel_dqn"
+  config.env_id = "ALE/Pong-v5"
+  config.keypoint_run = ""  # Transporter run directory (keyqn only)
+  config.seed = 0  # population member s uses seed + s
+  config.num_seeds = 1
+  config.num_steps = 100_000  # agent steps per member (4 emulator frames each)
+  config.history = 4  # observations per agent input (frames or keypoint records)
+
+  config.network = ml_collections.ConfigDict(dict(
+      embed_sizes=(64, 32),  # keyqn: the per-keypoint embedding MLP
+      hidden_sizes=(512,),  # keyqn: the MLP over all embeddings
+  ))
+  config.learner = ml_collections.ConfigDict(dict(
+      batch_size=32,
+      learning_rate=1e-4,
+      adam_eps=1.5e-4,
+      n_step=10,
+      discount=0.99,
+      double=True,
+      loss="huber",
+      min_replay=1600,  # agent steps before the first update
+      update_period=1,  # agent steps per update
+      target_update_period=2000,  # updates per target-network copy
+      replay_capacity=100_000,
+  ))
+  config.exploration = ml_collections.ConfigDict(dict(
+      epsilon_start=1.0,
+      epsilon_end=0.01,
+      epsilon_decay_steps=5000,
+      eval_epsilon=0.001,
+  ))
+  config.eval_every = 25_000  # agent steps between evaluations (0: only the final one)
+  config.eval_episodes = 5  # games per member per periodic evaluation
+  config.final_eval_episodes = 100  # games per member in the final evaluation
+  config.eval_max_steps = 200_000  # bound on agent steps of one evaluation (all games)
+  config.log_every = 1000
+  config.checkpoint_every = 10_000
+  config.video_steps = 600  # agent steps of the final video (member 0)
+  return config

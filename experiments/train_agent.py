@@ -1,0 +1,318 @@
+"""Trains KeyQN or pixel DQN on an Atari game (Atari-100k protocol); the same --run_dir resumes.
+
+  # a Transporter trained on the game's random-policy frames first (README main job):
+  python -m experiments.train_agent --config=experiments/configs/agent.py \
+      --config.agent=keyqn --config.keypoint_run=runs/pong --run_dir=runs/keyqn_pong
+  python -m experiments.train_agent --config.agent=pixel_dqn --run_dir=runs/dqn_pong
+  # three seeds as one population (one process, one vmapped update):
+  python -m experiments.train_agent --config.num_seeds=3 ...
+
+Writes into the run directory: config.json; metrics.csv + TensorBoard events (training scores,
+loss, epsilon, steps/s, evaluation scores); Orbax checkpoints of the learner, the optimiser, the
+replay buffer and the environments every `checkpoint_every` steps, at the end and on SIGTERM /
+Ctrl-C, so that a killed run continues exactly where its last checkpoint stopped;
+final_eval.json (raw scores of `final_eval_episodes` games per member at epsilon 0.001);
+images/learning_curve.png and images/agent.gif (member 0 playing, keypoints drawn for KeyQN).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import pathlib
+import sys
+import time
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+from tqdm import tqdm
+
+from experiments import harness
+from keypoints import inference
+from keypoints import run_dir as run_dir_lib
+from keypoints import visualize
+from keypoints import xla
+from rl import actors as actors_lib
+from rl import agents
+from rl import dqn
+from rl import replay as replay_lib
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/agent.py",
+    "Agent config file (a Python file with get_config()); override fields with "
+    "--config.<field>=<value>.")
+_RUN_DIR = flags.DEFINE_string(
+    "run_dir", None, "Run directory for config, metrics, pictures, checkpoints and the final "
+    "evaluation; an existing one is resumed.", required=True)
+
+# What a restart may change: how long the run goes on and how it reports.
+RESUMABLE_FIELDS = ("num_steps", "log_every", "checkpoint_every", "eval_every",
+                    "eval_episodes", "final_eval_episodes", "eval_max_steps", "video_steps")
+EVAL_SEED_OFFSET = 1_000_000  # evaluation games never replay a training game's seed
+FINAL_EVAL = "final_eval.json"
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  try:
+    agents.validate(config)
+    harness.validate_cadence(config)
+    detector = None
+    if config.agent == "keyqn":
+      agents.check_keypoint_run(config.keypoint_run, config.env_id)
+      detector = inference.load_detector(config.keypoint_run)
+    with run_dir_lib.Lock(_RUN_DIR.value):
+      run_dir = run_dir_lib.prepare(_RUN_DIR.value, config, resumable=RESUMABLE_FIELDS)
+      train(config, run_dir, detector)
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    sys.exit(f"error: {e}")
+
+
+def _rng_state(rngs: list[np.random.Generator]) -> np.ndarray:
+  return np.frombuffer(json.dumps([r.bit_generator.state for r in rngs]).encode(), np.uint8)
+
+
+def _load_rng_state(rngs: list[np.random.Generator], blob: np.ndarray) -> None:
+  for rng, state in zip(rngs, json.loads(np.asarray(blob, np.uint8).tobytes().decode())):
+    rng.bit_generator.state = state
+
+
+class Learner:
+  """The population's jitted functions and state (leading axis N = num_seeds)."""
+
+  def __init__(self, config, agent: agents.Agent):
+    n = config.num_seeds
+    self.optimizer = optax.adam(config.learner.learning_rate, eps=config.learner.adam_eps)
+    apply = agent.network.apply
+    example = jnp.zeros((config.history, *agent.observer.element_shape),
+                        agent.observer.element_dtype)
+    keys = jnp.stack([jax.random.PRNGKey(config.seed + s) for s in range(n)])
+    init_keys, self.act_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    self.state = jax.vmap(lambda k: dqn.init(k, agent.network, example, self.optimizer))(
+        init_keys)
+    update = functools.partial(dqn.update, apply=apply, optimizer=self.optimizer,
+                               double=config.learner.double, loss_kind=config.learner.loss,
+                               target_update_period=config.learner.target_update_period)
+    self.update = xla.jit(jax.vmap(update), donate_argnums=0)
+
+    def act(params, observation, keys, step, epsilon):
+      step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, step)
+      one = functools.partial(dqn.act, apply=apply)
+      return jax.vmap(lambda p, o, k: one(p, o[None], k, epsilon)[0])(params, observation,
+                                                                         step_keys)
+
+    self._act = xla.jit(act)
+
+  def act(self, observation: np.ndarray, step: int, epsilon: float,
+          keys: jax.Array | None = None) -> np.ndarray:
+    keys = self.act_keys if keys is None else keys
+    return np.asarray(self._act(self.state.params, jnp.asarray(observation), keys,
+                                jnp.int32(step), jnp.float32(epsilon)))
+
+
+def _member_seeds(config, offset: int = 0) -> list[int]:
+  return [config.seed + s + offset for s in range(config.num_seeds)]
+
+
+def evaluate(config, agent, learner: Learner, episodes: int, index: int,
+             record: list | None = None) -> np.ndarray:
+  """Raw scores [N, episodes] at the evaluation epsilon on fresh environments.
+
+  `index` picks the games (evaluation i always plays the same seeds); `record` collects
+  member 0's frames (and keypoints for KeyQN) for a video."""
+  actors = actors_lib.Actors(config.env_id, _member_seeds(config, EVAL_SEED_OFFSET * (index + 1)),
+                             agent.observer, config.history)
+  keys = jax.vmap(jax.random.fold_in, (0, None))(learner.act_keys, index + 1)
+  on_step = None
+  if record is not None:
+    def on_step(acts, actions):
+      del actions
+      if len(record) < config.video_steps:
+        frame = acts.frames[0]
+        if frame.ndim == 2:  # pixel DQN's grey frames
+          frame = np.repeat(frame[..., None], 3, axis=-1)
+        if agent.name == "keyqn":
+          _, xy = agent.observer.keypoints(frame[None])
+          frame = visualize.overlay(frame[None], xy, scale=2)[0]
+        record.append(frame)
+  try:
+    return actors_lib.evaluate(
+        actors, lambda obs, step: learner.act(obs, step, config.exploration.eval_epsilon, keys),
+        episodes, config.eval_max_steps, on_step)
+  finally:
+    actors.close()
+
+
+def plot_learning_curve(run_dir: pathlib.Path) -> None:
+  """images/learning_curve.png from metrics.csv: training and evaluation scores."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  path = run_dir / "metrics.csv"
+  if not path.exists():
+    return
+  rows = np.genfromtxt(path, delimiter=",", names=True)
+  rows = np.atleast_1d(rows)
+  fig, ax = plt.subplots(figsize=(6, 3.5))
+  for name, style in (("train_return", "-"), ("eval_return", "o-")):
+    if name in rows.dtype.names:
+      keep = np.isfinite(rows[name])
+      ax.plot(rows["step"][keep], rows[name][keep], style, label=name.replace("_", " "))
+  ax.set_xlabel("agent steps (per seed)")
+  ax.set_ylabel("game score (raw)")
+  ax.set_title(run_dir.name)
+  ax.legend()
+  fig.tight_layout()
+  (run_dir / "images").mkdir(exist_ok=True)
+  fig.savefig(run_dir / "images" / "learning_curve.png", dpi=100)
+  plt.close(fig)
+
+
+def train(config, run_dir: pathlib.Path, detector) -> None:
+  """Trains from the newest readable checkpoint (or from scratch) to config.num_steps, then
+  runs the final evaluation (once)."""
+  n = config.num_seeds
+  agent = agents.build(config.agent, agents.num_actions(config.env_id), detector,
+                       config.network.embed_sizes, config.network.hidden_sizes)
+  learner = Learner(config, agent)
+  actors = actors_lib.Actors(config.env_id, _member_seeds(config), agent.observer,
+                             config.history)
+  replay = replay_lib.Replay(n, config.learner.replay_capacity, agent.observer.element_shape,
+                             agent.observer.element_dtype, config.history,
+                             config.learner.n_step, config.learner.discount)
+  sample_rngs = [np.random.default_rng([s, 2]) for s in _member_seeds(config)]
+  manager, restored_step, restored = run_dir_lib.restore_train_state(run_dir, None,
+                                                                     max_to_keep=2)
+  step = 0
+  if restored is not None:
+    learner.state = jax.tree.map(jnp.asarray, flax.serialization.from_state_dict(
+        learner.state, restored["learner"]))
+    replay.load_state_dict(restored["replay"])
+    actors.load_state_dict(restored["actors"])
+    _load_rng_state(sample_rngs, restored["sample_rngs"])
+    step = int(restored["step"])
+    if step != restored_step:
+      raise run_dir_lib.RunDirError(f"checkpoint {restored_step} in {run_dir} holds step {step}")
+  first_step = step
+  epsilon = optax.linear_schedule(config.exploration.epsilon_start,
+                                  config.exploration.epsilon_end,
+                                  config.exploration.epsilon_decay_steps)
+  writer = harness.make_writer(run_dir, restored_step)
+  logging.info("Training %s on %s, %d seed(s) from seed %d, from step %d to %d", config.agent,
+               config.env_id, n, config.seed, step, config.num_steps)
+
+  def checkpoint_pytree():
+    return {"learner": flax.serialization.to_state_dict(learner.state),
+            "replay": replay.state_dict(), "actors": actors.state_dict(),
+            "sample_rngs": _rng_state(sample_rngs), "step": np.int64(step)}
+
+  scores, sums, count = [], {}, 0
+  saved_step, tick, tick_step = step, time.perf_counter(), step
+  try:
+    with harness.StopRequest() as stop, tqdm(total=config.num_steps, initial=step,
+                                             desc=config.agent, unit="step") as bar:
+      while step < config.num_steps and not stop.requested:
+        eps = float(epsilon(step))
+        actions = learner.act(actors.observation(), step, eps)
+        transition, finished = actors.step(actions)
+        replay.add(transition.element, transition.action, transition.reward,
+                   transition.terminal, transition.end)
+        scores += [score for _, score, _ in finished]
+        step += 1
+        bar.update(1)
+        if step >= config.learner.min_replay and step % config.learner.update_period == 0:
+          batch = replay.sample(sample_rngs, config.learner.batch_size)
+          learner.state, metrics = learner.update(learner.state, vars(batch))
+          for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + v
+          count += 1
+        evaluate_now = config.eval_every > 0 and step % config.eval_every == 0
+        if step % config.log_every == 0 or evaluate_now:
+          now = time.perf_counter()
+          row = {"train_return": float(np.mean(scores)) if scores else math.nan,
+                 "games": float(len(scores)), "epsilon": eps,
+                 "steps_per_s": (step - tick_step) * n / max(now - tick, 1e-9)}
+          for k in ("loss", "q", "abs_td_error"):
+            row[k] = float(np.mean(sums[k])) / count if count else math.nan
+          if count and not math.isfinite(row["loss"]):
+            raise run_dir_lib.NonFiniteError(
+                f"the TD loss is {row['loss']} at step {step}: training diverged; nothing "
+                f"after step {manager.latest_step() or 0} was saved")
+          row["eval_return"] = row["eval_return_std"] = math.nan
+          if evaluate_now:
+            eval_scores = evaluate(config, agent, learner, config.eval_episodes,
+                                   step // config.eval_every)
+            means = per_member_means(eval_scores)
+            row["eval_return"] = float(np.mean(means))
+            row["eval_return_std"] = float(np.std(means))
+          writer.write(step, row)
+          bar.set_postfix(score=f"{row['train_return']:.1f}", eps=f"{eps:.2f}",
+                          sps=f"{row['steps_per_s']:.0f}")
+          scores, sums, count = [], {}, 0
+          tick, tick_step = time.perf_counter(), step
+          if evaluate_now:
+            plot_learning_curve(run_dir)
+        if step % config.checkpoint_every == 0:
+          run_dir_lib.save(manager, step, checkpoint_pytree())
+          saved_step = step
+      if saved_step != step:
+        run_dir_lib.save(manager, step, checkpoint_pytree())
+  finally:
+    manager.wait_until_finished()
+    writer.close()
+    actors.close()
+  logging.info("Stopped at step %d after %d steps in this process; run directory %s", step,
+               step - first_step, run_dir)
+  if step >= config.num_steps and not (run_dir / FINAL_EVAL).exists():
+    final_evaluation(config, run_dir, agent, learner, step)
+
+
+def per_member_means(scores: np.ndarray) -> np.ndarray:
+  """Each member's mean score over its finished games [N] (NaN where none finished)."""
+  return np.array([row[np.isfinite(row)].mean() if np.isfinite(row).any() else math.nan
+                   for row in scores])
+
+
+def _finite_or_none(x) -> float | None:
+  return float(x) if math.isfinite(float(x)) else None
+
+
+def final_evaluation(config, run_dir: pathlib.Path, agent, learner: Learner, step: int) -> None:
+  """final_eval.json, the learning curve and the video of member 0."""
+  start = time.perf_counter()
+  frames: list[np.ndarray] = []
+  scores = evaluate(config, agent, learner, config.final_eval_episodes, index=-1,
+                    record=frames if config.video_steps > 0 else None)
+  per_member = per_member_means(scores)
+  result = {"agent": config.agent, "env_id": config.env_id, "step": step,
+            "seeds": _member_seeds(config), "epsilon": config.exploration.eval_epsilon,
+            "episodes_per_seed": int(np.isfinite(scores).sum(axis=1).min()),
+            "scores": [[_finite_or_none(x) for x in row] for row in scores.tolist()],
+            "mean_per_seed": [_finite_or_none(x) for x in per_member.tolist()],
+            "mean": _finite_or_none(np.mean(per_member)),
+            "std_over_seeds": _finite_or_none(np.std(per_member)),
+            "keypoint_run": config.keypoint_run or None,
+            "seconds": time.perf_counter() - start}
+  tmp = run_dir / (FINAL_EVAL + ".tmp")
+  tmp.write_text(json.dumps(result, indent=2))
+  tmp.rename(run_dir / FINAL_EVAL)
+  plot_learning_curve(run_dir)
+  if frames:
+    (run_dir / "images").mkdir(exist_ok=True)
+    visualize.write_gif(run_dir / "images" / "agent.gif", np.stack(frames), fps=15)
+  logging.info("Final evaluation: %s +- %s over %d seed(s), %d games each", result["mean"],
+               result["std_over_seeds"], len(per_member), result["episodes_per_seed"])
+
+
+if __name__ == "__main__":
+  harness.run(main)

@@ -1,0 +1,127 @@
+"""A population of N Atari environments stepped in lockstep on the host.
+
+Member s plays its own environment (seeded from its own seed) and keeps its own observation
+history; the observer (pixel frames or the keypoint detector) is called once per step on all N
+frames. Episode bookkeeping follows `rl.atari`: a lost life is terminal for learning, the game
+goes on; a finished game (or the 27,000-step limit) resets the member's environment, and its raw
+score is reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from rl import atari
+from rl import replay as replay_lib
+
+
+@dataclasses.dataclass
+class Transition:
+  """What step t wrote for every member ([N] arrays, element [N, ...])."""
+  element: np.ndarray
+  action: np.ndarray
+  reward: np.ndarray  # clipped
+  terminal: np.ndarray
+  end: np.ndarray
+  raw_reward: np.ndarray
+
+
+class Actors:
+  """N environments of one game with their histories and running episode scores."""
+
+  def __init__(self, env_id: str, seeds: list[int], observer: Callable[[np.ndarray], np.ndarray],
+               history: int):
+    self.observer = observer
+    self.envs = [atari.make(env_id, int(s), observer.observation) for s in seeds]
+    frames = np.stack([env.reset(seed=int(s))[0] for env, s in zip(self.envs, seeds)])
+    self.frames = frames
+    self.element = observer(frames)
+    self.history = replay_lib.History(self.element, history)
+    n = len(seeds)
+    self.episode_return = np.zeros(n, np.float64)
+    self.episode_length = np.zeros(n, np.int64)
+
+  @property
+  def num_members(self) -> int:
+    return len(self.envs)
+
+  def observation(self) -> np.ndarray:
+    """Each member's current history [N, H, *element]."""
+    return self.history.stack
+
+  def step(self, actions: np.ndarray) -> tuple[Transition, list[tuple[int, float, int]]]:
+    """Steps every member; returns the transition to store and the games that finished, as
+    (member, raw score, length in agent steps)."""
+    n = self.num_members
+    reward = np.zeros(n, np.float32)
+    terminal = np.zeros(n, bool)
+    end = np.zeros(n, bool)
+    frames, finished = [], []
+    for s, (env, action) in enumerate(zip(self.envs, np.asarray(actions))):
+      frame, r, term, trunc, info = env.step(int(action))
+      reward[s] = r
+      terminal[s] = term or info["life_lost"]
+      end[s] = term or trunc
+      self.episode_return[s] += r
+      self.episode_length[s] += 1
+      if end[s]:
+        finished.append((s, float(self.episode_return[s]), int(self.episode_length[s])))
+        self.episode_return[s] = 0.0
+        self.episode_length[s] = 0
+        frame, _ = env.reset()
+      frames.append(frame)
+    transition = Transition(self.element, np.asarray(actions, np.int32),
+                            atari.clip_reward(reward).astype(np.float32), terminal, end, reward)
+    self.frames = np.stack(frames)
+    self.element = self.observer(self.frames)
+    self.history.push(self.element, end)
+    return transition, finished
+
+  def state_dict(self) -> dict[str, np.ndarray]:
+    """Everything needed to continue exactly: environments, histories and running scores."""
+    state = {"history": self.history.stack, "element": self.element, "frames": self.frames,
+             "episode_return": self.episode_return, "episode_length": self.episode_length}
+    for s, env in enumerate(self.envs):
+      state[f"env_{s}"] = np.frombuffer(atari.snapshot(env), np.uint8)
+    return state
+
+  def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+    for s, env in enumerate(self.envs):
+      atari.restore(env, np.asarray(state[f"env_{s}"], np.uint8).tobytes())
+    self.history.stack = np.asarray(state["history"]).copy()
+    self.element = np.asarray(state["element"]).copy()
+    self.frames = np.asarray(state["frames"]).copy()
+    self.episode_return = np.asarray(state["episode_return"], np.float64).copy()
+    self.episode_length = np.asarray(state["episode_length"], np.int64).copy()
+
+  def close(self) -> None:
+    for env in self.envs:
+      env.close()
+
+
+def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], episodes: int,
+             max_steps: int | None = None,
+             on_step: Callable[[Actors, np.ndarray], None] | None = None) -> np.ndarray:
+  """Raw scores [N, episodes] of `policy(observation [N, H, ...], step) -> actions [N]`.
+
+  All members step until each has finished `episodes` games (games past that are ignored);
+  `max_steps` bounds the total agent steps (scores of unfinished games are NaN).
+  `on_step(actors, actions)` sees every step (e.g. to record a video).
+  """
+  scores = np.full((actors.num_members, episodes), np.nan)
+  done = np.zeros(actors.num_members, np.int64)
+  step = 0
+  while (done < episodes).any() and (max_steps is None or step < max_steps):
+    actions = policy(actors.observation(), step)
+    if on_step is not None:
+      on_step(actors, actions)
+    _, finished = actors.step(actions)
+    for member, score, _ in finished:
+      if done[member] < episodes:
+        scores[member, done[member]] = score
+        done[member] += 1
+    step += 1
+  return scores

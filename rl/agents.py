@@ -1,0 +1,143 @@
+"""The two agents' parts: what each stores per step (its observer), and its Q-network.
+
+  pixel_dqn  the 84x84 greyscale frame (`rl.atari` "grey"); NatureCNN over the last H frames.
+  keyqn      a frozen Transporter detector's keypoint record of the raw colour frame: for each
+             of the K keypoints its (x, y) scaled to [-1, 1] of the frame and the C Phi features
+             sampled at it, float32 [K, 2 + C]; KeypointQNetwork over the last H records.
+
+The detector runs ONCE per environment step (on all population members' frames in one call) and
+its records go into replay; updates never run it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import flax.linen as nn
+import numpy as np
+
+from rl import atari
+from rl import networks
+
+AGENTS = ("keyqn", "pixel_dqn")
+
+
+class PixelObserver:
+  """Grey frames are stored as they are."""
+  observation = "grey"
+
+  def __init__(self):
+    self.element_shape = atari.observation_shape("grey")
+    self.element_dtype = np.uint8
+
+  def __call__(self, frames: np.ndarray) -> np.ndarray:
+    return np.asarray(frames, np.uint8)
+
+
+class KeypointObserver:
+  """Raw colour frames [N, 210, 160, 3] -> keypoint records float32 [N, K, 2 + C]."""
+  observation = "colour"
+
+  def __init__(self, detector):
+    self.detector = detector
+    height, width, _ = atari.observation_shape("colour")
+    self._scale = np.array([2.0 / (width - 1), 2.0 / (height - 1)], np.float32)
+    xy, features = detector.features(np.zeros((1, height, width, 3), np.uint8))
+    self.element_shape = (xy.shape[1], 2 + features.shape[2])
+    self.element_dtype = np.float32
+
+  def keypoints(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(records [N, K, 2 + C], keypoints in frame pixels [N, K, 2])."""
+    xy, features = self.detector.features(frames)
+    records = np.concatenate([xy * self._scale - 1.0, features], axis=-1)
+    return records.astype(np.float32), xy
+
+  def __call__(self, frames: np.ndarray) -> np.ndarray:
+    return self.keypoints(frames)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Agent:
+  name: str
+  observer: Callable[[np.ndarray], np.ndarray]
+  network: nn.Module
+
+
+def build(name: str, num_actions: int, detector=None, embed_sizes=(64, 32),
+          hidden_sizes=(512,)) -> Agent:
+  """The agent `name` ("keyqn" needs the detector)."""
+  if name == "pixel_dqn":
+    return Agent(name, PixelObserver(), networks.NatureCNN(num_actions))
+  if name == "keyqn":
+    if detector is None:
+      raise ValueError("keyqn needs a trained Transporter: pass --config.keypoint_run=<run dir>")
+    return Agent(name, KeypointObserver(detector),
+                 networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes)))
+  raise ValueError(f"unknown agent {name!r}; expected one of {', '.join(AGENTS)}")
+
+
+def num_actions(env_id: str) -> int:
+  """The size of the game's minimal action set."""
+  env = atari.make(env_id, 0)
+  try:
+    return int(env.action_space.n)
+  finally:
+    env.close()
+
+
+def check_keypoint_run(run_dir: str, env_id: str) -> None:
+  """Refuses (one line) a KeyQN detector trained on another game's frames."""
+  from keypoints import data  # pylint: disable=g-import-not-at-top
+  from keypoints import run_dir as run_dir_lib  # pylint: disable=g-import-not-at-top
+  if not run_dir:
+    raise ValueError("keyqn needs a trained Transporter: pass --config.keypoint_run=<run dir>")
+  config = run_dir_lib.read_config(run_dir)
+  try:
+    trained_on = data.read_metadata(config.dataset.path).get("env")
+  except (OSError, ValueError):
+    return  # the dataset is not on this machine: nothing to compare against
+  if trained_on is not None and trained_on != env_id:
+    raise ValueError(f"the detector in {run_dir} was trained on {trained_on} frames, not "
+                     f"{env_id}")
+
+
+def validate(config) -> None:
+  """Raises ValueError (one line) for an unusable agent config."""
+  if config.agent not in AGENTS:
+    raise ValueError(f"unknown agent {config.agent!r}; expected one of {', '.join(AGENTS)}")
+  learner = config.learner
+  checks = [
+      (config.num_seeds >= 1, f"num_seeds must be >= 1, got {config.num_seeds}"),
+      (config.seed >= 0, f"seed must be >= 0, got {config.seed}"),
+      (config.num_steps >= 1, f"num_steps must be >= 1, got {config.num_steps}"),
+      (config.history >= 1, f"history must be >= 1, got {config.history}"),
+      (learner.batch_size >= 1, f"learner.batch_size must be >= 1, got {learner.batch_size}"),
+      (learner.learning_rate > 0, f"learner.learning_rate must be > 0, got "
+                                  f"{learner.learning_rate}"),
+      (learner.n_step >= 1, f"learner.n_step must be >= 1, got {learner.n_step}"),
+      (0 <= learner.discount <= 1, f"learner.discount must be in [0, 1], got "
+                                   f"{learner.discount}"),
+      (learner.loss in ("huber", "mse"), f"learner.loss must be huber or mse, got "
+                                         f"{learner.loss!r}"),
+      (learner.min_replay >= learner.n_step + 2,
+       f"learner.min_replay must be >= n_step + 2 = {learner.n_step + 2}, got "
+       f"{learner.min_replay}"),
+      (learner.update_period >= 1, f"learner.update_period must be >= 1, got "
+                                   f"{learner.update_period}"),
+      (learner.target_update_period >= 1, f"learner.target_update_period must be >= 1, got "
+                                          f"{learner.target_update_period}"),
+      (learner.replay_capacity >= config.history + learner.n_step + 1,
+       f"learner.replay_capacity must be >= history + n_step + 1, got "
+       f"{learner.replay_capacity}"),
+      (config.eval_every >= 0, f"eval_every must be >= 0, got {config.eval_every}"),
+      (config.eval_episodes >= 1 and config.final_eval_episodes >= 1,
+       "eval_episodes and final_eval_episodes must be >= 1"),
+      (config.video_steps >= 0, f"video_steps must be >= 0, got {config.video_steps}"),
+  ]
+  for e in ("epsilon_start", "epsilon_end", "eval_epsilon"):
+    value = config.exploration[e]
+    checks.append((0 <= value <= 1, f"exploration.{e} must be in [0, 1], got {value}"))
+  for ok, message in checks:
+    if not ok:
+      raise ValueError(message)

@@ -1,0 +1,80 @@
+"""The DQN-family learner shared by KeyQN and pixel DQN: pure, jittable functions of state.
+
+One member of a population is a `LearnerState`; a population is the same pytree with a leading
+axis N on every leaf, updated by `jax.vmap(update)` (and acted for by `jax.vmap` of `act`), so
+N seeds train in one process with one dispatch per step (purejaxrl). `jit` and `vmap` are
+applied by the caller.
+
+Learning: double DQN (by default) with n-step returns from `rl.replay`, a target network copied
+from the online one every `target_update_period` updates, the Huber loss and Adam.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from rl import losses
+
+Apply = Callable[[Any, jax.Array], jax.Array]  # (params, observations [B, ...]) -> Q [B, A]
+
+
+@flax.struct.dataclass
+class LearnerState:
+  params: Any
+  target_params: Any
+  opt_state: Any
+  updates: jax.Array  # int32: updates done so far
+
+
+def init(key: jax.Array, network: flax.linen.Module, example_observation: jax.Array,
+         optimizer: optax.GradientTransformation) -> LearnerState:
+  """A new learner: parameters from `key`, the target network equal to them."""
+  params = network.init(key, example_observation[None])
+  # A copy, not the same arrays: callers donate the state to jitted updates.
+  return LearnerState(params=params, target_params=jax.tree.map(jnp.copy, params), opt_state=optimizer.init(params),
+                      updates=jnp.zeros((), jnp.int32))
+
+
+def loss_fn(params, target_params, batch: dict[str, jax.Array], apply: Apply, double: bool,
+            loss_kind: str) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The TD loss of a batch {"observation", "action", "reward", "discount",
+  "next_observation"} (leading axis B)."""
+  q = apply(params, batch["observation"])
+  next_q_target = apply(target_params, batch["next_observation"])
+  next_q_online = apply(params, batch["next_observation"]) if double else None
+  target = losses.td_target(batch["reward"], batch["discount"], next_q_target, next_q_online)
+  loss, error = losses.q_loss(q, batch["action"], target, loss_kind)
+  return loss, {"loss": loss, "q": q.mean(), "abs_td_error": jnp.abs(error).mean()}
+
+
+def update(state: LearnerState, batch: dict[str, jax.Array], *, apply: Apply,
+           optimizer: optax.GradientTransformation, double: bool = True,
+           loss_kind: str = "huber",
+           target_update_period: int = 1) -> tuple[LearnerState, dict[str, jax.Array]]:
+  """One gradient step on `batch`; the target network follows every `target_update_period`
+  updates. Returns the new state and scalar metrics."""
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, batch,
+                                                    apply, double, loss_kind)
+  changes, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, changes)
+  updates = state.updates + 1
+  copy = updates % target_update_period == 0
+  target_params = jax.tree.map(lambda new, old: jnp.where(copy, new, old), params,
+                               state.target_params)
+  return LearnerState(params, target_params, opt_state, updates), metrics
+
+
+def act(params, observation: jax.Array, key: jax.Array, epsilon: jax.Array,
+        apply: Apply) -> jax.Array:
+  """Epsilon-greedy actions [B] for observations [B, ...]: uniform with probability epsilon,
+  else the first action of highest Q."""
+  q = apply(params, observation)
+  explore_key, action_key = jax.random.split(key)
+  random_action = jax.random.randint(action_key, q.shape[:1], 0, q.shape[-1])
+  explore = jax.random.uniform(explore_key, q.shape[:1]) < epsilon
+  return jnp.where(explore, random_action, jnp.argmax(q, axis=-1)).astype(jnp.int32)

@@ -1,0 +1,122 @@
+"""TD targets (plain, double, n-step discounts) against hand-computed values; the Huber loss;
+the target-network schedule; the vmapped population update equals separate updates."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from rl import dqn
+from rl import losses
+from rl import networks
+
+
+def test_td_target_plain_and_double():
+  reward = jnp.array([1.0, 0.5, 2.0])
+  discount = jnp.array([0.9, 0.0, 0.81])  # 0: the window ended in a terminal state
+  next_q_target = jnp.array([[1.0, 3.0], [5.0, 7.0], [2.0, -1.0]])
+  next_q_online = jnp.array([[4.0, 0.0], [0.0, 1.0], [-3.0, 9.0]])
+  # DQN: max over the target network's values.
+  np.testing.assert_allclose(losses.td_target(reward, discount, next_q_target),
+                             [1.0 + 0.9 * 3.0, 0.5, 2.0 + 0.81 * 2.0], rtol=1e-6)
+  # Double DQN: the online network picks (actions 0, 1, 1), the target network evaluates.
+  np.testing.assert_allclose(losses.td_target(reward, discount, next_q_target, next_q_online),
+                             [1.0 + 0.9 * 1.0, 0.5, 2.0 + 0.81 * -1.0], rtol=1e-6)
+
+
+def test_n_step_target_from_replay_rewards():
+  # A 3-step window with rewards 1, 0, 2 and gamma 0.9 (rl.replay's R and gamma^3), then
+  # the bootstrap value max Q = 10.
+  gamma = 0.9
+  ret = 1.0 + gamma * 0.0 + gamma ** 2 * 2.0
+  target = losses.td_target(jnp.array([ret]), jnp.array([gamma ** 3]), jnp.array([[10.0, 4.0]]))
+  np.testing.assert_allclose(target, [1.0 + 0.81 * 2.0 + 0.729 * 10.0], rtol=1e-6)
+
+
+def test_huber_and_mse_losses():
+  q = jnp.array([[1.0, 2.0], [0.0, 0.0]])
+  action = jnp.array([1, 0])
+  target = jnp.array([2.5, 3.0])  # errors 0.5 (quadratic) and 3 (linear)
+  loss, error = losses.q_loss(q, action, target, "huber")
+  np.testing.assert_allclose(error, [0.5, 3.0])
+  np.testing.assert_allclose(loss, (0.5 * 0.25 + (3.0 - 0.5)) / 2, rtol=1e-6)
+  loss, _ = losses.q_loss(q, action, target, "mse")
+  np.testing.assert_allclose(loss, (0.5 * 0.25 + 0.5 * 9.0) / 2, rtol=1e-6)
+  with pytest.raises(ValueError, match="unknown loss"):
+    losses.q_loss(q, action, target, "l1")
+
+
+def _setup(num_members, seed=0):
+  network = networks.KeypointQNetwork(3, (8,), (16,))
+  optimizer = optax.adam(1e-2)
+  example = jnp.zeros((2, 4, 5))
+  keys = jax.random.split(jax.random.PRNGKey(seed), num_members)
+  state = jax.vmap(lambda k: dqn.init(k, network, example, optimizer))(keys)
+  update = functools.partial(dqn.update, apply=network.apply, optimizer=optimizer,
+                             target_update_period=3)
+  return network, state, update
+
+
+def _batch(key, shape):
+  k = jax.random.split(key, 5)
+  return {"observation": jax.random.normal(k[0], (*shape, 2, 4, 5)),
+          "action": jax.random.randint(k[1], shape, 0, 3),
+          "reward": jax.random.normal(k[2], shape),
+          "discount": jnp.where(jax.random.uniform(k[3], shape) < 0.2, 0.0, 0.9),
+          "next_observation": jax.random.normal(k[4], (*shape, 2, 4, 5))}
+
+
+def test_population_update_equals_separate_updates():
+  _, state, update = _setup(3)
+  batch = _batch(jax.random.PRNGKey(1), (3, 16))
+  pop_update = jax.jit(jax.vmap(update))
+  one_update = jax.jit(update)
+  pop = state
+  singles = [jax.tree.map(lambda x, i=i: x[i], state) for i in range(3)]
+  for _ in range(4):
+    pop, pop_metrics = pop_update(pop, batch)
+    for i in range(3):
+      singles[i], metrics = one_update(singles[i], jax.tree.map(lambda x, i=i: x[i], batch))
+      np.testing.assert_allclose(pop_metrics["loss"][i], metrics["loss"], rtol=1e-5, atol=1e-7)
+  for i in range(3):
+    for a, b in zip(jax.tree.leaves(pop.params), jax.tree.leaves(singles[i].params)):
+      np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-6)
+  # The members really differ (a population, not copies).
+  first = jax.tree.leaves(pop.params)[0]
+  assert not np.allclose(first[0], first[1])
+
+
+def test_target_network_follows_every_period_and_learning_lowers_the_loss():
+  network, state, update = _setup(1)
+  state = jax.tree.map(lambda x: x[0], state)
+  batch = jax.tree.map(lambda x: x[0], _batch(jax.random.PRNGKey(2), (1, 32)))
+  step = jax.jit(update)
+  first_loss = None
+  for i in range(1, 61):
+    before = state.target_params
+    state, metrics = step(state, batch)
+    first_loss = metrics["loss"] if first_loss is None else first_loss
+    same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.target_params),
+                                                    jax.tree.leaves(state.params)))
+    unchanged = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(state.target_params),
+                                                         jax.tree.leaves(before)))
+    assert same == (i % 3 == 0)
+    assert unchanged == (i % 3 != 0)
+  assert int(state.updates) == 60
+  # A fixed batch is fitted: the TD loss falls well below where it started.
+  assert float(metrics["loss"]) < 0.5 * float(first_loss)
+  del network
+
+
+def test_act_is_greedy_at_epsilon_zero_and_uniform_at_one():
+  network, state, _ = _setup(1)
+  params = jax.tree.map(lambda x: x[0], state.params)
+  obs = jax.random.normal(jax.random.PRNGKey(3), (256, 2, 4, 5))
+  greedy = dqn.act(params, obs, jax.random.PRNGKey(0), 0.0, network.apply)
+  np.testing.assert_array_equal(greedy, jnp.argmax(network.apply(params, obs), axis=-1))
+  random = dqn.act(params, obs, jax.random.PRNGKey(0), 1.0, network.apply)
+  counts = np.bincount(np.asarray(random), minlength=3)
+  assert counts.min() > 256 / 3 * 0.6
