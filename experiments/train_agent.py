@@ -67,6 +67,7 @@ def main(argv):
   try:
     agents.validate(config)
     harness.validate_cadence(config)
+    actors_lib.num_actions(config.env_id)  # an unknown game fails here, before the run dir
     detector = None
     if config.agent == "keyqn":
       agents.check_keypoint_run(config.keypoint_run, config.env_id)
@@ -182,8 +183,8 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   """Trains from the newest readable checkpoint (or from scratch) to config.num_steps, then
   runs the final evaluation (once)."""
   n = config.num_seeds
-  agent = agents.build(config.agent, agents.num_actions(config.env_id), detector,
-                       config.network.embed_sizes, config.network.hidden_sizes)
+  agent = agents.build(config.agent, config.env_id, detector, config.network.embed_sizes,
+                       config.network.hidden_sizes)
   learner = Learner(config, agent)
   actors = actors_lib.Actors(config.env_id, _member_seeds(config), agent.observer,
                              config.history)

@@ -1,6 +1,7 @@
-"""A population of N Atari environments stepped in lockstep on the host.
+"""A population of N game environments stepped in lockstep on the host.
 
-Member s plays its own environment (seeded from its own seed) and keeps its own observation
+Games: any ALE id under the Atari-100k protocol (`rl.atari`), or "catch" (`rl.catch`, a small
+task for tests). Member s plays its own environment (seeded from its own seed) and keeps its own observation
 history; the observer (pixel frames or the keypoint detector) is called once per step on all N
 frames. Episode bookkeeping follows `rl.atari`: a lost life is terminal for learning, the game
 goes on; a finished game (or the 27,000-step limit) resets the member's environment, and its raw
@@ -15,7 +16,34 @@ from typing import Callable
 import numpy as np
 
 from rl import atari
+from rl import catch
 from rl import replay as replay_lib
+
+
+def _game(env_id: str):
+  """The module that builds `env_id`: rl.catch for "catch", else rl.atari."""
+  return catch if env_id == catch.ENV_ID else atari
+
+
+def make_env(env_id: str, seed: int, observation: str):
+  """An environment of the Atari-100k protocol (an ALE id) or Catch ("catch"), already reset."""
+  if env_id == catch.ENV_ID:
+    return catch.make(seed, observation)
+  return atari.make(env_id, seed, observation)
+
+
+def observation_shape(env_id: str, observation: str) -> tuple[int, ...]:
+  """The shape of one observation of the game."""
+  return _game(env_id).observation_shape(observation)
+
+
+def num_actions(env_id: str) -> int:
+  """The size of the game's (minimal) action set."""
+  env = make_env(env_id, 0, "grey")
+  try:
+    return int(env.action_space.n)
+  finally:
+    env.close()
 
 
 @dataclasses.dataclass
@@ -35,7 +63,8 @@ class Actors:
   def __init__(self, env_id: str, seeds: list[int], observer: Callable[[np.ndarray], np.ndarray],
                history: int):
     self.observer = observer
-    self.envs = [atari.make(env_id, int(s), observer.observation) for s in seeds]
+    self._game = _game(env_id)
+    self.envs = [make_env(env_id, int(s), observer.observation) for s in seeds]
     frames = np.stack([env.reset(seed=int(s))[0] for env, s in zip(self.envs, seeds)])
     self.frames = frames
     self.element = observer(frames)
@@ -85,12 +114,12 @@ class Actors:
     state = {"history": self.history.stack, "element": self.element, "frames": self.frames,
              "episode_return": self.episode_return, "episode_length": self.episode_length}
     for s, env in enumerate(self.envs):
-      state[f"env_{s}"] = np.frombuffer(atari.snapshot(env), np.uint8)
+      state[f"env_{s}"] = np.frombuffer(self._game.snapshot(env), np.uint8)
     return state
 
   def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
     for s, env in enumerate(self.envs):
-      atari.restore(env, np.asarray(state[f"env_{s}"], np.uint8).tobytes())
+      self._game.restore(env, np.asarray(state[f"env_{s}"], np.uint8).tobytes())
     self.history.stack = np.asarray(state["history"]).copy()
     self.element = np.asarray(state["element"]).copy()
     self.frames = np.asarray(state["frames"]).copy()

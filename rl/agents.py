@@ -1,7 +1,8 @@
 """The two agents' parts: what each stores per step (its observer), and its Q-network.
 
   pixel_dqn  the 84x84 greyscale frame (`rl.atari` "grey"); NatureCNN over the last H frames.
-  keyqn      a frozen Transporter detector's keypoint record of the raw colour frame: for each
+  keyqn      a frozen Transporter detector's keypoint record of the colour frame (Atari: the raw
+             screen, which the detector resizes as its training frames were): for each
              of the K keypoints its (x, y) scaled to [-1, 1] of the frame and the C Phi features
              sampled at it, float32 [K, 2 + C]; KeypointQNetwork over the last H records.
 
@@ -17,7 +18,7 @@ from typing import Callable
 import flax.linen as nn
 import numpy as np
 
-from rl import atari
+from rl import actors
 from rl import networks
 
 AGENTS = ("keyqn", "pixel_dqn")
@@ -27,8 +28,8 @@ class PixelObserver:
   """Grey frames are stored as they are."""
   observation = "grey"
 
-  def __init__(self):
-    self.element_shape = atari.observation_shape("grey")
+  def __init__(self, frame_shape: tuple[int, ...]):
+    self.element_shape = tuple(frame_shape)
     self.element_dtype = np.uint8
 
   def __call__(self, frames: np.ndarray) -> np.ndarray:
@@ -36,12 +37,13 @@ class PixelObserver:
 
 
 class KeypointObserver:
-  """Raw colour frames [N, 210, 160, 3] -> keypoint records float32 [N, K, 2 + C]."""
+  """Colour frames [N, H, W, 3] (Atari: the raw 210x160 screen) -> keypoint records float32
+  [N, K, 2 + C]."""
   observation = "colour"
 
-  def __init__(self, detector):
+  def __init__(self, detector, frame_shape: tuple[int, ...]):
     self.detector = detector
-    height, width, _ = atari.observation_shape("colour")
+    height, width, _ = frame_shape
     self._scale = np.array([2.0 / (width - 1), 2.0 / (height - 1)], np.float32)
     xy, features = detector.features(np.zeros((1, height, width, 3), np.uint8))
     self.element_shape = (xy.shape[1], 2 + features.shape[2])
@@ -64,26 +66,19 @@ class Agent:
   network: nn.Module
 
 
-def build(name: str, num_actions: int, detector=None, embed_sizes=(64, 32),
+def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
           hidden_sizes=(512,)) -> Agent:
-  """The agent `name` ("keyqn" needs the detector)."""
+  """The agent `name` for the game `env_id` ("keyqn" needs the detector)."""
+  num_actions = actors.num_actions(env_id)
   if name == "pixel_dqn":
-    return Agent(name, PixelObserver(), networks.NatureCNN(num_actions))
+    return Agent(name, PixelObserver(actors.observation_shape(env_id, "grey")),
+                 networks.NatureCNN(num_actions))
   if name == "keyqn":
     if detector is None:
       raise ValueError("keyqn needs a trained Transporter: pass --config.keypoint_run=<run dir>")
-    return Agent(name, KeypointObserver(detector),
+    return Agent(name, KeypointObserver(detector, actors.observation_shape(env_id, "colour")),
                  networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes)))
   raise ValueError(f"unknown agent {name!r}; expected one of {', '.join(AGENTS)}")
-
-
-def num_actions(env_id: str) -> int:
-  """The size of the game's minimal action set."""
-  env = atari.make(env_id, 0)
-  try:
-    return int(env.action_space.n)
-  finally:
-    env.close()
 
 
 def check_keypoint_run(run_dir: str, env_id: str) -> None:

@@ -1,0 +1,179 @@
+"""End to end: the agent binary on real ALE games and on Catch; KeyQN learns; kill -9 and
+resume continue bit-exactly; bad input is one clear line."""
+
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from experiments import train_agent
+from experiments.configs import agent as agent_config
+from keypoints import configs
+from keypoints import data as data_lib
+from keypoints import inference
+from keypoints import train as train_lib
+from keypoints import xla
+from rl import catch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(cmd, **kwargs):
+  return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def _agent_cmd(run_dir, *extra):
+  return [sys.executable, "-m", "experiments.train_agent", f"--run_dir={run_dir}",
+          "--config.eval_every=0", "--config.log_every=50", *extra]
+
+
+@pytest.fixture(scope="module")
+def pong_detector_run(tmp_path_factory):
+  """A (barely trained) Transporter run on a few Pong frames: the detector KeyQN reads."""
+  root = tmp_path_factory.mktemp("pong")
+  data = root / "data"
+  result = _run([sys.executable, "-m", "experiments.collect_frames", "--env=ALE/Pong-v5",
+                 f"--out={data}", "--episodes=2", "--max_episode_frames=30"])
+  assert result.returncode == 0, result.stderr[-2000:]
+  run_dir = root / "transporter"
+  result = _run([sys.executable, "-m", "experiments.train_transporter",
+                 "--config=experiments/configs/pong.py", f"--config.dataset.path={data}",
+                 f"--run_dir={run_dir}", "--config.train.num_steps=4",
+                 "--config.train.batch_size=2", "--config.checkpoint_every=4",
+                 "--config.image_every=4", "--config.log_every=2", "--config.gif_frames=4"])
+  assert result.returncode == 0, result.stderr[-2000:]
+  return run_dir
+
+
+def test_keyqn_on_pong_writes_scores_curve_video_and_checkpoints(pong_detector_run, tmp_path):
+  run_dir = tmp_path / "keyqn"
+  result = _run(_agent_cmd(run_dir, "--config.agent=keyqn",
+                           f"--config.keypoint_run={pong_detector_run}",
+                           "--config.num_steps=120", "--config.learner.min_replay=60",
+                           "--config.learner.batch_size=4", "--config.checkpoint_every=60",
+                           "--config.final_eval_episodes=1", "--config.eval_max_steps=100",
+                           "--config.video_steps=20", "--config.num_seeds=2"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  final = json.loads((run_dir / "final_eval.json").read_text())
+  assert final["agent"] == "keyqn" and final["seeds"] == [0, 1]
+  assert final["keypoint_run"] == str(pong_detector_run)
+  assert (run_dir / "images" / "learning_curve.png").stat().st_size > 0
+  assert (run_dir / "images" / "agent.gif").stat().st_size > 0
+  rows = (run_dir / "metrics.csv").read_text().splitlines()
+  assert rows[0].startswith("step,train_return") and len(rows) == 3  # steps 50 and 100
+  assert sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir()) == [60, 120]
+
+
+def test_pixel_dqn_on_pong_runs_the_protocol(tmp_path):
+  run_dir = tmp_path / "dqn"
+  result = _run(_agent_cmd(run_dir, "--config.agent=pixel_dqn", "--config.num_steps=80",
+                           "--config.learner.min_replay=40", "--config.learner.batch_size=4",
+                           "--config.checkpoint_every=80", "--config.final_eval_episodes=1",
+                           "--config.eval_max_steps=50", "--config.video_steps=10"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = (run_dir / "metrics.csv").read_text().splitlines()
+  header = metrics[0].split(",")
+  last = dict(zip(header, metrics[-1].split(",")))
+  assert float(last["loss"]) >= 0.0 and float(last["epsilon"]) < 1.0
+  assert json.loads((run_dir / "final_eval.json").read_text())["episodes_per_seed"] == 0
+
+
+def _restore(run_dir, step):
+  manager = ocp.CheckpointManager(pathlib.Path(run_dir, "checkpoints").absolute())
+  return manager.restore(step, args=ocp.args.StandardRestore())
+
+
+def test_kill_9_and_resume_continue_bit_exactly(tmp_path):
+  common = ["--config.agent=pixel_dqn", "--config.env_id=catch", "--config.num_steps=300",
+            "--config.learner.min_replay=50", "--config.learner.batch_size=8",
+            "--config.learner.n_step=3", "--config.learner.target_update_period=50",
+            "--config.checkpoint_every=100", "--config.final_eval_episodes=3",
+            "--config.video_steps=0"]
+  straight = tmp_path / "straight"
+  result = _run(_agent_cmd(straight, *common))
+  assert result.returncode == 0, result.stderr[-3000:]
+  killed = tmp_path / "killed"
+  proc = subprocess.Popen(_agent_cmd(killed, *common), cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+  start = time.time()
+  while not (killed / "checkpoints" / "200").is_dir():
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    assert time.time() - start < 300
+    time.sleep(0.02)
+  proc.kill()
+  proc.wait()
+  assert not (killed / "final_eval.json").exists()
+  result = _run(_agent_cmd(killed, *common))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "from step 200" in result.stderr or "from step 300" in result.stderr
+  a, b = _restore(straight, 300), _restore(killed, 300)
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(x, y)
+  assert (json.loads((straight / "final_eval.json").read_text())["scores"] ==
+          json.loads((killed / "final_eval.json").read_text())["scores"])
+
+
+def test_keyqn_beats_random_on_catch(tmp_path):
+  """A detector trained briefly on random Catch games, then KeyQN: far above random play."""
+  episodes = catch.random_episodes(300, seed=0)
+  frames = np.concatenate(episodes)
+  mc = configs.model_config("deepmind", num_keypoints=4, image_size=(16, 16))
+  tc = configs.train_config(batch_size=16, learning_rate=2e-3, max_offset=4)
+  net = train_lib.build_model(mc)
+  state = train_lib.create_train_state(jax.random.PRNGKey(0), net, train_lib.build_optimizer(tc),
+                                       (16, 16), frames.mean(0) / 255.0)
+  index = data_lib.make_pair_index(np.array([len(e) for e in episodes]), tc.min_offset,
+                                   tc.max_offset)
+  device_frames = jnp.asarray(frames)
+  step = xla.jit(lambda s: train_lib.sample_and_train(s, device_frames, index, tc.batch_size))
+  for _ in range(200):
+    state, _ = step(state)
+  detector = inference.Detector(net, train_lib.model_variables(state.params, state.batch_stats))
+
+  config = agent_config.get_config()
+  config.update(dict(env_id="catch", agent="keyqn", num_steps=3000, history=2, eval_every=0,
+                     final_eval_episodes=100, video_steps=0, checkpoint_every=100_000,
+                     log_every=500))
+  config.network.update(dict(embed_sizes=(32,), hidden_sizes=(64,)))
+  config.learner.update(dict(min_replay=200, n_step=3, learning_rate=1e-3,
+                             target_update_period=100, replay_capacity=10_000))
+  config.exploration.update(dict(epsilon_decay_steps=1000, epsilon_end=0.05))
+  run_dir = tmp_path / "catch"
+  run_dir.mkdir()
+  train_agent.train(config, run_dir, detector)
+  score = json.loads((run_dir / "final_eval.json").read_text())["mean"]
+  # The uniform random policy scores -0.76 (2,000 games); the optimum is +1.
+  assert score > 0.2, score
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--config.agent=sarsa"], "unknown agent 'sarsa'"),
+    (["--config.agent=keyqn"], "keyqn needs a trained Transporter"),
+    (["--config.agent=pixel_dqn", "--config.learner.n_step=0"], "n_step must be >= 1"),
+    (["--config.agent=pixel_dqn", "--config.env_id=ALE/NoSuchGame-v5"],
+     "unknown environment"),
+    (["--config.agent=keyqn", "--config.keypoint_run=/nonexistent"], "is not a training run"),
+])
+def test_bad_config_is_one_clear_error(tmp_path, extra, message):
+  result = _run(_agent_cmd(tmp_path / "run", *extra))
+  assert result.returncode != 0
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error:") and message in last, result.stderr[-2000:]
+  assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_detector_of_another_game_is_refused(pong_detector_run, tmp_path):
+  result = _run(_agent_cmd(tmp_path / "run", "--config.agent=keyqn",
+                           "--config.env_id=ALE/Breakout-v5",
+                           f"--config.keypoint_run={pong_detector_run}"))
+  assert result.returncode != 0
+  assert "trained on ALE/Pong-v5 frames, not ALE/Breakout-v5" in result.stderr.splitlines()[-1]
