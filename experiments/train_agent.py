@@ -17,7 +17,6 @@ images/learning_curve.png and images/agent.gif (member 0 playing, keypoints draw
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import pathlib
@@ -39,7 +38,6 @@ from experiments import harness
 from keypoints import inference
 from keypoints import run_dir as run_dir_lib
 from keypoints import visualize
-from keypoints import xla
 from rl import actors as actors_lib
 from rl import agents
 from rl import dqn
@@ -88,68 +86,36 @@ def _load_rng_state(rngs: list[np.random.Generator], blob: np.ndarray) -> None:
     rng.bit_generator.state = state
 
 
-class Learner:
-  """The population's jitted functions and state (leading axis N = num_seeds)."""
-
-  def __init__(self, config, agent: agents.Agent):
-    n = config.num_seeds
-    self.optimizer = optax.adam(config.learner.learning_rate, eps=config.learner.adam_eps)
-    apply = agent.network.apply
-    example = jnp.zeros((config.history, *agent.observer.element_shape),
-                        agent.observer.element_dtype)
-    keys = jnp.stack([jax.random.PRNGKey(config.seed + s) for s in range(n)])
-    init_keys, self.act_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
-    self.state = jax.vmap(lambda k: dqn.init(k, agent.network, example, self.optimizer))(
-        init_keys)
-    update = functools.partial(dqn.update, apply=apply, optimizer=self.optimizer,
-                               double=config.learner.double, loss_kind=config.learner.loss,
-                               target_update_period=config.learner.target_update_period)
-    self.update = xla.jit(jax.vmap(update), donate_argnums=0)
-
-    def act(params, observation, keys, step, epsilon):
-      step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, step)
-      one = functools.partial(dqn.act, apply=apply)
-      return jax.vmap(lambda p, o, k: one(p, o[None], k, epsilon)[0])(params, observation,
-                                                                         step_keys)
-
-    self._act = xla.jit(act)
-
-  def act(self, observation: np.ndarray, step: int, epsilon: float,
-          keys: jax.Array | None = None) -> np.ndarray:
-    keys = self.act_keys if keys is None else keys
-    return np.asarray(self._act(self.state.params, jnp.asarray(observation), keys,
-                                jnp.int32(step), jnp.float32(epsilon)))
-
-
 def _member_seeds(config, offset: int = 0) -> list[int]:
   return [config.seed + s + offset for s in range(config.num_seeds)]
 
 
-def evaluate(config, agent, learner: Learner, episodes: int, index: int,
+def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
              record: list | None = None) -> np.ndarray:
   """Raw scores [N, episodes] at the evaluation epsilon on fresh environments.
 
-  `index` picks the games (evaluation i always plays the same seeds); `record` collects
+  `index` picks the games (evaluation i always plays the same seeds, never a training game's:
+  0 is the final evaluation, i >= 1 the periodic ones); `record` collects
   member 0's frames (and keypoints for KeyQN) for a video."""
   actors = actors_lib.Actors(config.env_id, _member_seeds(config, EVAL_SEED_OFFSET * (index + 1)),
                              agent.observer, config.history)
   keys = jax.vmap(jax.random.fold_in, (0, None))(learner.act_keys, index + 1)
-  on_step = None
-  if record is not None:
-    def on_step(acts, actions):
-      del actions
-      if len(record) < config.video_steps:
-        frame = acts.frames[0]
-        if frame.ndim == 2:  # pixel DQN's grey frames
-          frame = np.repeat(frame[..., None], 3, axis=-1)
-        if agent.name == "keyqn":
-          _, xy = agent.observer.keypoints(frame[None])
-          frame = visualize.overlay(frame[None], xy, scale=2)[0]
-        record.append(frame)
+
+  def on_step(acts, actions):
+    del actions
+    if len(record) < config.video_steps:
+      frame = acts.frames[0]
+      if frame.ndim == 2:  # pixel DQN's grey frames
+        frame = np.repeat(frame[..., None], 3, axis=-1)
+      if agent.name == "keyqn":
+        _, xy = agent.observer.keypoints(frame[None])
+        frame = visualize.overlay(frame[None], xy, scale=2)[0]
+      record.append(frame)
+
   try:
     return actors_lib.evaluate(
         actors, lambda obs, step: learner.act(obs, step, config.exploration.eval_epsilon, keys),
-        episodes, config.eval_max_steps, on_step)
+        episodes, config.eval_max_steps, on_step if record is not None else None)
   finally:
     actors.close()
 
@@ -185,7 +151,7 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   n = config.num_seeds
   agent = agents.build(config.agent, config.env_id, detector, config.network.embed_sizes,
                        config.network.hidden_sizes)
-  learner = Learner(config, agent)
+  learner = dqn.Population(config, agent.network, agent.observer)
   actors = actors_lib.Actors(config.env_id, _member_seeds(config), agent.observer,
                              config.history)
   replay = replay_lib.Replay(n, config.learner.replay_capacity, agent.observer.element_shape,
@@ -288,11 +254,11 @@ def _finite_or_none(x) -> float | None:
   return float(x) if math.isfinite(float(x)) else None
 
 
-def final_evaluation(config, run_dir: pathlib.Path, agent, learner: Learner, step: int) -> None:
+def final_evaluation(config, run_dir: pathlib.Path, agent, learner: dqn.Population, step: int) -> None:
   """final_eval.json, the learning curve and the video of member 0."""
   start = time.perf_counter()
   frames: list[np.ndarray] = []
-  scores = evaluate(config, agent, learner, config.final_eval_episodes, index=-1,
+  scores = evaluate(config, agent, learner, config.final_eval_episodes, index=0,
                     record=frames if config.video_steps > 0 else None)
   per_member = per_member_means(scores)
   result = {"agent": config.agent, "env_id": config.env_id, "step": step,

@@ -2,8 +2,8 @@
 
 One member of a population is a `LearnerState`; a population is the same pytree with a leading
 axis N on every leaf, updated by `jax.vmap(update)` (and acted for by `jax.vmap` of `act`), so
-N seeds train in one process with one dispatch per step (purejaxrl). `jit` and `vmap` are
-applied by the caller.
+N seeds train in one process with one dispatch per step (purejaxrl). The pure functions are
+jitted and vmapped in one place, `Population`, which the agent binary and the benchmark use.
 
 Learning: double DQN (by default) with n-step returns from `rl.replay`, a target network copied
 from the online one every `target_update_period` updates, the Huber loss and Adam.
@@ -11,13 +11,16 @@ from the online one every `target_update_period` updates, the Huber loss and Ada
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from keypoints import xla
 from rl import losses
 
 Apply = Callable[[Any, jax.Array], jax.Array]  # (params, observations [B, ...]) -> Q [B, A]
@@ -78,3 +81,40 @@ def act(params, observation: jax.Array, key: jax.Array, epsilon: jax.Array,
   random_action = jax.random.randint(action_key, q.shape[:1], 0, q.shape[-1])
   explore = jax.random.uniform(explore_key, q.shape[:1]) < epsilon
   return jnp.where(explore, random_action, jnp.argmax(q, axis=-1)).astype(jnp.int32)
+
+
+class Population:
+  """N learners (seeds config.seed + s) with their jitted, vmapped update and acting.
+
+  Member s's parameters come from PRNGKey(seed + s) and its exploration from a key of its own,
+  folded with the step, so member s acts as a one-member run of seed + s would.
+  `state` is the population's `LearnerState` (leading axis N on every leaf).
+  """
+
+  def __init__(self, config, network: flax.linen.Module, observer):
+    n = config.num_seeds
+    self.optimizer = optax.adam(config.learner.learning_rate, eps=config.learner.adam_eps)
+    apply = network.apply
+    example = jnp.zeros((config.history, *observer.element_shape), observer.element_dtype)
+    keys = jnp.stack([jax.random.PRNGKey(config.seed + s) for s in range(n)])
+    init_keys, self.act_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    self.state = jax.vmap(lambda k: init(k, network, example, self.optimizer))(init_keys)
+    one_update = functools.partial(update, apply=apply, optimizer=self.optimizer,
+                                   double=config.learner.double, loss_kind=config.learner.loss,
+                                   target_update_period=config.learner.target_update_period)
+    self.update = xla.jit(jax.vmap(one_update), donate_argnums=0)
+
+    def population_act(params, observation, keys, step, epsilon):
+      step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, step)
+      return jax.vmap(lambda p, o, k: act(p, o[None], k, epsilon, apply)[0])(
+          params, observation, step_keys)
+
+    self._act = xla.jit(population_act)
+
+  def act(self, observation: np.ndarray, step: int, epsilon: float,
+          keys: jax.Array | None = None) -> np.ndarray:
+    """Actions [N] for each member's observation [N, H, ...] (`keys`: other exploration keys,
+    e.g. for evaluation games)."""
+    keys = self.act_keys if keys is None else keys
+    return np.asarray(self._act(self.state.params, jnp.asarray(observation), keys,
+                                jnp.int32(step), jnp.float32(epsilon)))
