@@ -160,7 +160,7 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   sample_rngs = [np.random.default_rng([s, 2]) for s in _member_seeds(config)]
   manager, restored_step, restored = run_dir_lib.restore_train_state(run_dir, None,
                                                                      max_to_keep=2)
-  step = 0
+  step, seconds_before = 0, 0.0
   if restored is not None:
     learner.state = jax.tree.map(jnp.asarray, flax.serialization.from_state_dict(
         learner.state, restored["learner"]))
@@ -168,6 +168,7 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
     actors.load_state_dict(restored["actors"])
     _load_rng_state(sample_rngs, restored["sample_rngs"])
     step = int(restored["step"])
+    seconds_before = float(restored.get("train_seconds", 0.0))
     if step != restored_step:
       raise run_dir_lib.RunDirError(f"checkpoint {restored_step} in {run_dir} holds step {step}")
   first_step = step
@@ -181,7 +182,14 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   def checkpoint_pytree():
     return {"learner": flax.serialization.to_state_dict(learner.state),
             "replay": replay.state_dict(), "actors": actors.state_dict(),
-            "sample_rngs": _rng_state(sample_rngs), "step": np.int64(step)}
+            "sample_rngs": _rng_state(sample_rngs), "step": np.int64(step),
+            "train_seconds": np.float64(train_seconds())}
+
+  process_start = time.perf_counter()
+
+  def train_seconds() -> float:
+    """Wall time spent training this run, over every process that worked on it."""
+    return seconds_before + time.perf_counter() - process_start
 
   scores, sums, count = [], {}, 0
   saved_step, tick, tick_step = step, time.perf_counter(), step
@@ -241,7 +249,7 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   logging.info("Stopped at step %d after %d steps in this process; run directory %s", step,
                step - first_step, run_dir)
   if step >= config.num_steps and not (run_dir / FINAL_EVAL).exists():
-    final_evaluation(config, run_dir, agent, learner, step)
+    final_evaluation(config, run_dir, agent, learner, step, train_seconds())
 
 
 def per_member_means(scores: np.ndarray) -> np.ndarray:
@@ -254,7 +262,8 @@ def _finite_or_none(x) -> float | None:
   return float(x) if math.isfinite(float(x)) else None
 
 
-def final_evaluation(config, run_dir: pathlib.Path, agent, learner: dqn.Population, step: int) -> None:
+def final_evaluation(config, run_dir: pathlib.Path, agent, learner: dqn.Population, step: int,
+                     seconds: float) -> None:
   """final_eval.json, the learning curve and the video of member 0."""
   start = time.perf_counter()
   frames: list[np.ndarray] = []
@@ -269,7 +278,7 @@ def final_evaluation(config, run_dir: pathlib.Path, agent, learner: dqn.Populati
             "mean": _finite_or_none(np.mean(per_member)),
             "std_over_seeds": _finite_or_none(np.std(per_member)),
             "keypoint_run": config.keypoint_run or None,
-            "seconds": time.perf_counter() - start}
+            "train_hours": seconds / 3600, "eval_seconds": time.perf_counter() - start}
   tmp = run_dir / (FINAL_EVAL + ".tmp")
   tmp.write_text(json.dumps(result, indent=2))
   tmp.rename(run_dir / FINAL_EVAL)

@@ -120,6 +120,15 @@ def sweep_runs(sweep_dir: pathlib.Path) -> list[pathlib.Path]:
   return runs
 
 
+def run_recall(run_dir, threshold: float, dataset_path: str | None = None,
+               batch_size: int = 256, loaded=None) -> dict[str, float]:
+  """{object: recall} of a run's detector on its held-out episodes (a keypoint within
+  `threshold` raw pixels). `loaded`: the run's (config, held-out dataset) if already read."""
+  _, heldout = loaded or load_run(run_dir, dataset_path)
+  scored = score_heldout(inference.load_detector(run_dir), heldout, threshold, batch_size)
+  return dict(zip(scored.object_names, (float(v) for v in scored.per_object_recall)))
+
+
 def sweep_recall(sweep_dir: pathlib.Path, threshold: float, min_recall: float,
                  dataset_path: str | None = None, batch_size: int = 256,
                  progress=lambda xs: xs) -> dict[str, Any]:
@@ -136,9 +145,8 @@ def sweep_recall(sweep_dir: pathlib.Path, threshold: float, min_recall: float,
                    "checkpoint_step": max(steps) if steps else None,
                    "train_steps": config.train.num_steps})
       continue
-    scored = score_heldout(inference.load_detector(run_dir), heldout, threshold, batch_size)
-    names = names or scored.object_names
-    recall = dict(zip(scored.object_names, (float(v) for v in scored.per_object_recall)))
+    recall = run_recall(run_dir, threshold, dataset_path, batch_size, (config, heldout))
+    names = names or tuple(recall)
     rows.append({"run": run_dir.name, "finished": True, "seed": config.train.seed,
                  "env": heldout.metadata.get("env"), "train_steps": config.train.num_steps,
                  "per_object_recall": recall,

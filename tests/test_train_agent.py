@@ -69,6 +69,20 @@ def test_keyqn_on_pong_writes_scores_curve_video_and_checkpoints(pong_detector_r
   rows = (run_dir / "metrics.csv").read_text().splitlines()
   assert rows[0].startswith("step,train_return") and len(rows) == 3  # steps 50 and 100
   assert sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir()) == [60, 120]
+  assert 0 < final["train_hours"] < 1
+
+  # The results table: our row beside the published ones, with the detector's recall.
+  out = tmp_path / "table"
+  result = _run([sys.executable, "-m", "experiments.atari_table", f"--runs={run_dir}",
+                 f"--out={out}"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  table = (out.with_suffix(".md")).read_text()
+  pong = next(line for line in table.splitlines() if line.startswith("| pong |"))
+  assert "10.8 (5.7)" in pong  # the paper's KeyQN
+  mean = np.mean(final["mean_per_seed"]) if None not in final["mean_per_seed"] else None
+  assert pong.split(" | ")[1] == ("-" if mean is None else f"{mean:.1f} ({np.std(final['mean_per_seed']):.1f})")
+  assert "detector recall on held-out frames: player" in table
+  assert out.with_suffix(".png").stat().st_size > 0
 
 
 def test_pixel_dqn_on_pong_runs_the_protocol(tmp_path):
