@@ -73,7 +73,8 @@ def time_agent(name: str, num_seeds: int, steps: int) -> dict:
   config.update(dict(agent=name, env_id=_GAME.value, num_seeds=num_seeds))
   agent = agents.build(name, config.env_id, _detector() if name == "keyqn" else None,
                        config.network.embed_sizes, config.network.hidden_sizes)
-  learner = dqn.Population(config, agent.network, agent.observer)
+  learner = dqn.Population(config, agent.network, agent.observer,
+                            agent.name == "pixel_dqn")
   actors = actors_lib.Actors(config.env_id, list(range(num_seeds)), agent.observer,
                              config.history)
   replay = replay_lib.Replay(num_seeds, 2000, agent.observer.element_shape,

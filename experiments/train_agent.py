@@ -151,7 +151,8 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   n = config.num_seeds
   agent = agents.build(config.agent, config.env_id, detector, config.network.embed_sizes,
                        config.network.hidden_sizes)
-  learner = dqn.Population(config, agent.network, agent.observer)
+  learner = dqn.Population(config, agent.network, agent.observer,
+                            agent.name == "pixel_dqn")
   actors = actors_lib.Actors(config.env_id, _member_seeds(config), agent.observer,
                              config.history)
   replay = replay_lib.Replay(n, config.learner.replay_capacity, agent.observer.element_shape,

@@ -115,6 +115,9 @@ def validate(config) -> None:
                                    f"{learner.discount}"),
       (learner.loss in ("huber", "mse"), f"learner.loss must be huber or mse, got "
                                          f"{learner.loss!r}"),
+      (learner.population_update in ("auto", "vmap", "unrolled"),
+       f"learner.population_update must be auto, vmap or unrolled, got "
+       f"{learner.population_update!r}"),
       (learner.min_replay >= learner.n_step + 2,
        f"learner.min_replay must be >= n_step + 2 = {learner.n_step + 2}, got "
        f"{learner.min_replay}"),

@@ -69,10 +69,11 @@ def _batch(key, shape):
           "next_observation": jax.random.normal(k[4], (*shape, 2, 4, 5))}
 
 
-def test_population_update_equals_separate_updates():
+@pytest.mark.parametrize("mode", ["vmap", "unrolled"])
+def test_population_update_equals_separate_updates(mode):
   _, state, update = _setup(3)
   batch = _batch(jax.random.PRNGKey(1), (3, 16))
-  pop_update = jax.jit(jax.vmap(update))
+  pop_update = jax.jit(jax.vmap(update) if mode == "vmap" else dqn.unrolled(update, 3))
   one_update = jax.jit(update)
   pop = state
   singles = [jax.tree.map(lambda x, i=i: x[i], state) for i in range(3)]
@@ -109,6 +110,16 @@ def test_target_network_follows_every_period_and_learning_lowers_the_loss():
   # A fixed batch is fitted: the TD loss falls well below where it started.
   assert float(metrics["loss"]) < 0.5 * float(first_loss)
   del network
+
+
+def test_population_update_mode():
+  assert dqn.population_update_mode("vmap", True) == "vmap"
+  assert dqn.population_update_mode("unrolled", False) == "unrolled"
+  expected = "unrolled" if jax.default_backend() == "cpu" else "vmap"
+  assert dqn.population_update_mode("auto", True) == expected
+  assert dqn.population_update_mode("auto", False) == "vmap"
+  with pytest.raises(ValueError, match="unknown population update"):
+    dqn.population_update_mode("pmap", False)
 
 
 def test_act_is_greedy_at_epsilon_zero_and_uniform_at_one():

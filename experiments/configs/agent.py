@@ -39,6 +39,9 @@ def get_config():
       update_period=1,  # agent steps per update
       target_update_period=2000,  # updates per target-network copy
       replay_capacity=100_000,
+      # How the seeds' updates are batched (rl.dqn.population_update_mode): "auto", "vmap"
+      # or "unrolled"; results agree up to float rounding.
+      population_update="auto",
   ))
   config.exploration = ml_collections.ConfigDict(dict(
       epsilon_start=1.0,
