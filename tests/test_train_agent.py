@@ -128,6 +128,8 @@ def test_kill_9_and_resume_continue_bit_exactly(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   assert "from step 200" in result.stderr or "from step 300" in result.stderr
   a, b = _restore(straight, 300), _restore(killed, 300)
+  # Everything but the wall clock: learner, optimiser, replay, games, samplers, step.
+  assert a.pop("train_seconds") > 0 and b.pop("train_seconds") > 0
   leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
   assert len(leaves_a) == len(leaves_b)
   for x, y in zip(leaves_a, leaves_b):
