@@ -1,10 +1,10 @@
 """Trains KeyQN or pixel DQN on an Atari game (Atari-100k protocol); the same --run_dir resumes.
 
   # a Transporter trained on the game's random-policy frames first (README main job):
-  python -m experiments.train_agent --config=experiments/configs/agent.py \
-      --config.agent=keyqn --config.keypoint_run=runs/pong --run_dir=runs/keyqn_pong
+  python -m experiments.train_agent --config.agent=keyqn --config.keypoint_run=runs/pong \\
+      --run_dir=runs/keyqn_pong
   python -m experiments.train_agent --config.agent=pixel_dqn --run_dir=runs/dqn_pong
-  # three seeds as one population (one process, one vmapped update):
+  # three seeds as one population (one process, one batched update a step):
   python -m experiments.train_agent --config.num_seeds=3 ...
 
 Writes into the run directory: config.json; metrics.csv + TensorBoard events (training scores,
