@@ -74,7 +74,7 @@ def time_agent(name: str, num_seeds: int, steps: int) -> dict:
   agent = agents.build(name, config.env_id, _detector() if name == "keyqn" else None,
                        config.network.embed_sizes, config.network.hidden_sizes)
   learner = dqn.Population(config, agent.network, agent.observer,
-                            agent.name == "pixel_dqn")
+                            agent.convolutional)
   actors = actors_lib.Actors(config.env_id, list(range(num_seeds)), agent.observer,
                              config.history)
   replay = replay_lib.Replay(num_seeds, 2000, agent.observer.element_shape,

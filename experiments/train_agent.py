@@ -152,7 +152,7 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   agent = agents.build(config.agent, config.env_id, detector, config.network.embed_sizes,
                        config.network.hidden_sizes)
   learner = dqn.Population(config, agent.network, agent.observer,
-                            agent.name == "pixel_dqn")
+                            agent.convolutional)
   actors = actors_lib.Actors(config.env_id, _member_seeds(config), agent.observer,
                              config.history)
   replay = replay_lib.Replay(n, config.learner.replay_capacity, agent.observer.element_shape,

@@ -65,6 +65,12 @@ class Agent:
   observer: Callable[[np.ndarray], np.ndarray]
   network: nn.Module
 
+  @property
+  def convolutional(self) -> bool:
+    """Whether the Q-network is convolutional (decides how a population's update is batched,
+    `rl.dqn.population_update_mode`)."""
+    return isinstance(self.network, networks.NatureCNN)
+
 
 def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
           hidden_sizes=(512,)) -> Agent:
