@@ -89,11 +89,14 @@ def main(argv):
   except (ValueError, data_lib.DatasetError) as e:
     sys.exit(f"error: {e}")
 
+  weights = train_lib.pixel_loss_weights(train_set, config.train)
+  weights = None if weights is None else jnp.asarray(weights)
   if chunk == 1:
-    fn = functools.partial(train_lib.sample_and_train, batch_size=config.train.batch_size)
+    fn = functools.partial(train_lib.sample_and_train, batch_size=config.train.batch_size,
+                           pixel_weights=weights)
   else:
     fn = functools.partial(train_lib.sample_and_train_steps, batch_size=config.train.batch_size,
-                           num_steps=chunk)
+                           num_steps=chunk, pixel_weights=weights)
   step_fn = xla.jit(fn, donate_argnums=0)
   out = pathlib.Path(_OUT.value)
   out.parent.mkdir(parents=True, exist_ok=True)

@@ -89,6 +89,9 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
   frames = jnp.asarray(train_set.frames)
   step_fn = xla.jit(functools.partial(train_lib.sample_and_train,
                                       batch_size=config.train.batch_size), donate_argnums=0)
+  pixel_weights = train_lib.pixel_loss_weights(train_set, config.train)
+  if pixel_weights is not None:
+    pixel_weights = jnp.asarray(pixel_weights)
   # A fixed held-out batch for the held-out loss and the reconstruction picture, drawn from
   # the run's seed.
   heldout_key, eval_key, picture_key = jax.random.split(jax.random.fold_in(
@@ -97,6 +100,8 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
                                            config.train.max_offset)
   heldout_pairs = data_lib.sample_pairs(heldout_key, jnp.asarray(heldout.frames),
                                         heldout_index, 8)
+  if pixel_weights is not None:  # the held-out loss in the training loss's units
+    heldout_pairs["pixel_weights"] = pixel_weights
   gif_episode = heldout.frames[heldout.episode(0)][:config.gif_frames]
   eval_fn = xla.jit(train_lib.eval_loss)
   writer = harness.make_writer(run_dir, restored_step if restored is not None else None)
@@ -124,7 +129,7 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
     with harness.StopRequest() as stop, tqdm(total=config.train.num_steps, initial=step,
                                              desc="train", disable=not is_main) as bar:
       while step < config.train.num_steps and not stop.requested:
-        state, metrics = step_fn(state, frames, pair_index)
+        state, metrics = step_fn(state, frames, pair_index, pixel_weights=pixel_weights)
         step += 1
         bar.update(1)
         losses.append(metrics["loss"])

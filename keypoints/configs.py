@@ -30,6 +30,7 @@ MODEL_TYPES = ("transporter", "jakab", "zhang")
 NORMS = networks.NORMS
 SOFTMAX_KINDS = keypoint_ops.SOFTMAX_KINDS
 LR_SCHEDULES = ("exponential", "cosine")
+LOSS_WEIGHTINGS = ("uniform", "inverse_std")
 
 
 def model_config(arch: str = "deepmind", **overrides) -> ml_collections.ConfigDict:
@@ -75,6 +76,13 @@ def train_config(**overrides) -> ml_collections.ConfigDict:
       warmup_steps=0,
       final_lr_fraction=0.0,
       grad_clip_norm=0.0,  # > 0: clip the gradient's global norm to this before Adam
+      # How the reconstruction error is averaged over pixels. "uniform": a plain mean (the
+      # paper). "inverse_std": each pixel weighted by 1 / max(std, loss_weight_floor)^2, its
+      # std over the training frames (weights scaled to mean 1), so that an error where the
+      # frames rarely change (a small ball on an empty field) counts as much as one where they
+      # change all the time (a paddle's row, a score): train.pixel_loss_weights.
+      loss_weighting="uniform",
+      loss_weight_floor=0.05,
       min_offset=1,
       max_offset=20,
       num_steps=10_000,
@@ -106,6 +114,11 @@ def validate(model: ml_collections.ConfigDict, train: ml_collections.ConfigDict 
     raise ValueError(f"image_size {tuple(model.image_size)} must be positive multiples of the "
                      f"encoder's total stride {stride}")
   if train is not None:
+    if train.loss_weighting not in LOSS_WEIGHTINGS:
+      raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got "
+                       f"{train.loss_weighting!r}")
+    if train.loss_weight_floor <= 0:
+      raise ValueError(f"loss_weight_floor must be > 0, got {train.loss_weight_floor}")
     if train.batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {train.batch_size}")
     if train.lr_schedule not in LR_SCHEDULES:

@@ -77,6 +77,15 @@ class Dataset:
       total += chunk.sum(0, dtype=np.float64)
     return (total / len(self.frames) / 255.0).astype(np.float32)
 
+  def pixel_std(self) -> np.ndarray:
+    """float32 [H, W] in [0, 1] units: how much each pixel varies over the frames (the root of
+    its variance averaged over the colour channels); 0 where nothing ever changes."""
+    mean = self.mean_frame().astype(np.float64)
+    total = np.zeros(self.frames.shape[1:], np.float64)
+    for chunk in np.array_split(self.frames, max(1, len(self.frames) // 4096)):
+      total += np.square(chunk / 255.0 - mean).sum(0)
+    return np.sqrt((total / len(self.frames)).mean(-1)).astype(np.float32)
+
   def select_episodes(self, indices) -> "Dataset":
     """A new dataset holding only the given episodes, in the given order."""
     slices = [self.episode(i) for i in indices]

@@ -124,7 +124,8 @@ def loss_fn(params: Any, batch_stats: Any, apply_fn: Callable, batch: dict[str, 
   """Mean squared reconstruction error of the target frame, plus the model's own regularisers.
 
   Args:
-    batch: {"source", "target"}: uint8 [B, H, W, 3].
+    batch: {"source", "target"}: uint8 [B, H, W, 3], and optionally "pixel_weights": float32
+      [H, W] (`pixel_loss_weights`) to weight the squared error per pixel.
     key: the model's randomness (the "warp" stream of the Zhang baseline; unused otherwise).
 
   Returns:
@@ -138,7 +139,10 @@ def loss_fn(params: Any, batch_stats: Any, apply_fn: Callable, batch: dict[str, 
     batch_stats = updates["batch_stats"]
   else:
     out = apply_fn(variables, batch["source"], batch["target"], train=train, rngs=rngs)
-  reconstruction = jnp.mean(jnp.square(out["reconstruction"] - out["target_image"]))
+  squared = jnp.square(out["reconstruction"] - out["target_image"])
+  if "pixel_weights" in batch:
+    squared = squared * batch["pixel_weights"][..., None]
+  reconstruction = jnp.mean(squared)
   out["reconstruction_loss"] = reconstruction
   loss = reconstruction + sum(out.get("losses", {}).values())
   return loss, (out, batch_stats)
@@ -169,30 +173,49 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
   return new_state, metrics
 
 
+def pixel_loss_weights(train_set: data_lib.Dataset,
+                       train_config: ml_collections.ConfigDict) -> np.ndarray | None:
+  """float32 [H, W] per-pixel weights of the reconstruction error (mean 1), or None for the
+  plain mean (`train_config.loss_weighting`, see configs). A function of the training frames
+  alone, so a resumed run recomputes the same map."""
+  kind = train_config.loss_weighting
+  if kind == "uniform":
+    return None
+  if kind == "inverse_std":
+    weights = 1.0 / np.square(np.maximum(train_set.pixel_std(), train_config.loss_weight_floor))
+    return (weights / weights.mean()).astype(np.float32)
+  raise ValueError(f"unknown loss_weighting {kind!r}; expected one of {configs.LOSS_WEIGHTINGS}")
+
+
 def sample_and_train(state: TrainState, frames: jax.Array, pair_index: data_lib.PairIndex,
-                     batch_size: int) -> tuple[TrainState, dict]:
+                     batch_size: int,
+                     pixel_weights: jax.Array | None = None) -> tuple[TrainState, dict]:
   """One step on a fresh batch of pairs drawn with (and advancing) the state's own key.
 
   Args:
     frames: uint8 [N, H, W, 3], all training frames (on device).
     pair_index: from `data.make_pair_index` for the same frames.
+    pixel_weights: optional float32 [H, W] weights of the squared error (`pixel_loss_weights`).
   """
   # One step per dispatch on purpose: XLA:CPU runs convolutions inside a while loop
   # (lax.scan) more than ten times slower than at the top level.
   key, sample_key = jax.random.split(state.key)
   batch = data_lib.sample_pairs(sample_key, frames, pair_index, batch_size)
+  if pixel_weights is not None:
+    batch["pixel_weights"] = pixel_weights
   return train_step(state.replace(key=key), batch, jax.random.fold_in(sample_key, 1))
 
 
 def sample_and_train_steps(state: TrainState, frames: jax.Array, pair_index: data_lib.PairIndex,
-                           batch_size: int, num_steps: int) -> tuple[TrainState, dict]:
+                           batch_size: int, num_steps: int,
+                           pixel_weights: jax.Array | None = None) -> tuple[TrainState, dict]:
   """`num_steps` calls of `sample_and_train` in one dispatch (lax.scan); metrics are their means.
 
   For accelerators, where a step is launch-bound; the CPU keeps one step per dispatch (see
   `sample_and_train`). The steps are the same as `num_steps` separate calls.
   """
   def body(carry, _):
-    return sample_and_train(carry, frames, pair_index, batch_size)
+    return sample_and_train(carry, frames, pair_index, batch_size, pixel_weights)
 
   state, metrics = jax.lax.scan(body, state, None, length=num_steps)
   return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
