@@ -201,3 +201,39 @@ def test_scanned_steps_equal_single_steps():
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4,
                                atol=1e-5 * max(1.0, float(np.abs(np.asarray(x)).max())))
   assert float(mb["loss"]) == pytest.approx(np.mean(losses), rel=1e-4)
+
+
+def test_inverse_std_weights_favour_rarely_changing_pixels_and_weight_the_loss():
+  # Pixel (0, 0) changes every frame, pixel (1, 1) once in 10 frames, the rest never.
+  frames = np.zeros((10, 4, 4, 3), np.uint8)
+  frames[::2, 0, 0] = 255
+  frames[3, 1, 1] = 255
+  dataset = data_lib.Dataset(frames, np.array([0]), np.array([10]), {}, {})
+  std = dataset.pixel_std()
+  np.testing.assert_allclose(std[0, 0], 0.5, rtol=1e-6)  # a 0 / 1 pixel half the time
+  np.testing.assert_allclose(std[1, 1], 0.3, rtol=1e-6)  # sqrt(0.1 * 0.9)
+  assert std[2, 2] == 0.0
+  assert train.pixel_loss_weights(dataset, configs.train_config()) is None  # the default
+  w = train.pixel_loss_weights(
+      dataset, configs.train_config(loss_weighting="inverse_std", loss_weight_floor=0.1))
+  assert w.shape == (4, 4) and w.mean() == pytest.approx(1.0)
+  # 1 / std^2, the floor capping the never-changing pixels' weight.
+  np.testing.assert_allclose(w[2, 2] / w[0, 0], 0.5**2 / 0.1**2, rtol=1e-5)
+  np.testing.assert_allclose(w[1, 1] / w[0, 0], 0.5**2 / 0.3**2, rtol=1e-5)
+  # The reconstruction loss is the weighted mean of the squared error.
+  _, state, _ = _setup(size=16)
+  f = jnp.asarray(_frames()[0].reshape(-1, 16, 16, 3))
+  batch = {"source": f[:2], "target": f[5:7]}
+  plain, (out, _) = train.loss_fn(state.params, {}, state.apply_fn, batch, jax.random.PRNGKey(0))
+  squared = np.square(np.asarray(out["reconstruction"] - out["target_image"]))
+  weights = np.zeros((16, 16), np.float32)
+  weights[3, 5] = 256.0
+  weighted, _ = train.loss_fn(state.params, {}, state.apply_fn, {**batch, "pixel_weights":
+                                                                   jnp.asarray(weights)},
+                              jax.random.PRNGKey(0))
+  np.testing.assert_allclose(float(plain), squared.mean(), rtol=1e-5)
+  np.testing.assert_allclose(float(weighted), squared[:, 3, 5].mean(), rtol=1e-5)
+  with pytest.raises(ValueError, match="loss_weighting"):
+    configs.validate(configs.model_config(), configs.train_config(loss_weighting="std"))
+  with pytest.raises(ValueError, match="loss_weight_floor"):
+    configs.validate(configs.model_config(), configs.train_config(loss_weight_floor=0.0))
