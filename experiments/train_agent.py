@@ -107,8 +107,8 @@ def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
       frame = acts.frames[0]
       if frame.ndim == 2:  # pixel DQN's grey frames
         frame = np.repeat(frame[..., None], 3, axis=-1)
-      if agent.name == "keyqn":
-        _, xy = agent.observer.keypoints(frame[None])
+      if agent.name == "keyqn":  # the record the policy is about to read: no detector call
+        xy = agent.observer.pixels(acts.observation()[:1, -1])
         frame = visualize.overlay(frame[None], xy, scale=2)[0]
       record.append(frame)
 
@@ -217,7 +217,9 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
           now = time.perf_counter()
           row = {"train_return": float(np.mean(scores)) if scores else math.nan,
                  "games": float(len(scores)), "epsilon": eps,
-                 "steps_per_s": (step - tick_step) * n / max(now - tick, 1e-9)}
+                 # Agent steps per second of each seed, as benchmarks/agents.py counts them
+                 # (the population makes n times as many environment steps).
+                 "steps_per_s": (step - tick_step) / max(now - tick, 1e-9)}
           for k in ("loss", "q", "abs_td_error"):
             row[k] = float(np.mean(sums[k])) / count if count else math.nan
           if count and not math.isfinite(row["loss"]):
@@ -232,8 +234,7 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
             row["eval_return"] = float(np.mean(means))
             row["eval_return_std"] = float(np.std(means))
           writer.write(step, row)
-          bar.set_postfix(score=f"{row['train_return']:.1f}", eps=f"{eps:.2f}",
-                          sps=f"{row['steps_per_s']:.0f}")
+          bar.set_postfix(score=f"{row['train_return']:.1f}", eps=f"{eps:.2f}")
           scores, sums, count = [], {}, 0
           tick, tick_step = time.perf_counter(), step
           if evaluate_now:

@@ -49,14 +49,13 @@ class KeypointObserver:
     self.element_shape = (xy.shape[1], 2 + features.shape[2])
     self.element_dtype = np.float32
 
-  def keypoints(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(records [N, K, 2 + C], keypoints in frame pixels [N, K, 2])."""
-    xy, features = self.detector.features(frames)
-    records = np.concatenate([xy * self._scale - 1.0, features], axis=-1)
-    return records.astype(np.float32), xy
-
   def __call__(self, frames: np.ndarray) -> np.ndarray:
-    return self.keypoints(frames)[0]
+    xy, features = self.detector.features(frames)
+    return np.concatenate([xy * self._scale - 1.0, features], axis=-1).astype(np.float32)
+
+  def pixels(self, records: np.ndarray) -> np.ndarray:
+    """Keypoints in frame pixels [..., K, 2] of records [..., K, 2 + C] (no detector call)."""
+    return (records[..., :2] + 1.0) / self._scale
 
 
 @dataclasses.dataclass(frozen=True)

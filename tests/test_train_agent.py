@@ -85,6 +85,24 @@ def test_keyqn_on_pong_writes_scores_curve_video_and_checkpoints(pong_detector_r
   assert out.with_suffix(".png").stat().st_size > 0
 
 
+def test_keypoint_records_hold_the_detectors_keypoints_and_features(pong_detector_run):
+  from rl import agents, atari  # pylint: disable=g-import-not-at-top
+  detector = inference.load_detector(pong_detector_run)
+  env = atari.make("ALE/Pong-v5", seed=3, observation="colour")
+  frames = np.stack([env.reset(seed=3)[0], env.step(2)[0], env.step(3)[0]])
+  env.close()
+  observer = agents.KeypointObserver(detector, frames.shape[1:])
+  records = observer(frames)
+  xy, features = detector.features(frames)
+  assert records.shape == (3, xy.shape[1], 2 + features.shape[2])
+  # (x, y) in [-1, 1] over the raw 210x160 screen, then the features sampled there.
+  np.testing.assert_allclose(records[..., 0], xy[..., 0] / 159 * 2 - 1, atol=1e-5)
+  np.testing.assert_allclose(records[..., 1], xy[..., 1] / 209 * 2 - 1, atol=1e-5)
+  np.testing.assert_array_equal(records[..., 2:], features)
+  # The video draws keypoints from the stored records, without calling the detector again.
+  np.testing.assert_allclose(observer.pixels(records), xy, atol=1e-3)
+
+
 def test_pixel_dqn_on_pong_runs_the_protocol(tmp_path):
   run_dir = tmp_path / "dqn"
   result = _run(_agent_cmd(run_dir, "--config.agent=pixel_dqn", "--config.num_steps=80",
