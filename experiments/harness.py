@@ -11,6 +11,7 @@ Only process 0 writes metrics and pictures (`make_writer` gives the others a `Nu
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import pathlib
@@ -20,6 +21,7 @@ from typing import Callable, Mapping
 
 import jax
 import ml_collections
+import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
@@ -54,6 +56,17 @@ def validate_cadence(config: ml_collections.ConfigDict) -> None:
   for field in ("log_every", "image_every", "checkpoint_every", "gif_frames"):
     if field in config and int(config[field]) < 1:
       raise ValueError(f"{field} must be >= 1, got {config[field]}")
+
+
+def rng_state(rngs: list[np.random.Generator]) -> np.ndarray:
+  """numpy Generators' states as one uint8 array, to checkpoint with a run."""
+  return np.frombuffer(json.dumps([r.bit_generator.state for r in rngs]).encode(), np.uint8)
+
+
+def load_rng_state(rngs: list[np.random.Generator], blob: np.ndarray) -> None:
+  """Puts the states of `rng_state` back into the same number of Generators."""
+  for rng, state in zip(rngs, json.loads(np.asarray(blob, np.uint8).tobytes().decode())):
+    rng.bit_generator.state = state
 
 
 class NullWriter:

@@ -77,15 +77,6 @@ def main(argv):
     sys.exit(f"error: {e}")
 
 
-def _rng_state(rngs: list[np.random.Generator]) -> np.ndarray:
-  return np.frombuffer(json.dumps([r.bit_generator.state for r in rngs]).encode(), np.uint8)
-
-
-def _load_rng_state(rngs: list[np.random.Generator], blob: np.ndarray) -> None:
-  for rng, state in zip(rngs, json.loads(np.asarray(blob, np.uint8).tobytes().decode())):
-    rng.bit_generator.state = state
-
-
 def _member_seeds(config, offset: int = 0) -> list[int]:
   return [config.seed + s + offset for s in range(config.num_seeds)]
 
@@ -167,7 +158,7 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
         learner.state, restored["learner"]))
     replay.load_state_dict(restored["replay"])
     actors.load_state_dict(restored["actors"])
-    _load_rng_state(sample_rngs, restored["sample_rngs"])
+    harness.load_rng_state(sample_rngs, restored["sample_rngs"])
     step = int(restored["step"])
     seconds_before = float(restored.get("train_seconds", 0.0))
     if step != restored_step:
@@ -183,7 +174,7 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   def checkpoint_pytree():
     return {"learner": flax.serialization.to_state_dict(learner.state),
             "replay": replay.state_dict(), "actors": actors.state_dict(),
-            "sample_rngs": _rng_state(sample_rngs), "step": np.int64(step),
+            "sample_rngs": harness.rng_state(sample_rngs), "step": np.int64(step),
             "train_seconds": np.float64(train_seconds())}
 
   process_start = time.perf_counter()

@@ -77,6 +77,10 @@ class Actors:
   def num_members(self) -> int:
     return len(self.envs)
 
+  def ram(self) -> np.ndarray:
+    """Each member's console RAM, uint8 [N, 128] (ALE games only)."""
+    return np.stack([env.unwrapped.ale.getRAM() for env in self.envs])
+
   def observation(self) -> np.ndarray:
     """Each member's current history [N, H, *element]."""
     return self.history.stack
