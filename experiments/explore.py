@@ -68,6 +68,9 @@ def validate(config) -> None:
   if config.explorer not in EXPLORERS:
     raise ValueError(f"unknown explorer {config.explorer!r}; expected one of "
                      f"{', '.join(EXPLORERS)}")
+  if config.explorer == "keypoints" and not config.keypoint_run:
+    raise ValueError("the keypoints explorer needs a trained Transporter: pass "
+                     "--config.keypoint_run=<run dir>")
   learner, opts = config.learner, config.options
   checks = [
       (config.num_seeds >= 1, f"num_seeds must be >= 1, got {config.num_seeds}"),
