@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 import time
 
 import flax
@@ -39,7 +38,6 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from experiments import harness
-from keypoints import inference
 from keypoints import run_dir as run_dir_lib
 from keypoints import visualize
 from rl import actors as actors_lib
@@ -71,57 +69,26 @@ def validate(config) -> None:
   if config.explorer == "keypoints" and not config.keypoint_run:
     raise ValueError("the keypoints explorer needs a trained Transporter: pass "
                      "--config.keypoint_run=<run dir>")
-  learner, opts = config.learner, config.options
-  checks = [
-      (config.num_seeds >= 1, f"num_seeds must be >= 1, got {config.num_seeds}"),
-      (config.seed >= 0, f"seed must be >= 0, got {config.seed}"),
-      (config.num_steps >= 1, f"num_steps must be >= 1, got {config.num_steps}"),
-      (config.history >= 1, f"history must be >= 1, got {config.history}"),
+  opts = config.options
+  agents.raise_first_failed([
+      *agents.population_checks(config, n_step=1),
       (config.coverage_bin >= 1, f"coverage_bin must be >= 1, got {config.coverage_bin}"),
-      (learner.batch_size >= 1, f"learner.batch_size must be >= 1, got {learner.batch_size}"),
-      (learner.learning_rate > 0, f"learner.learning_rate must be > 0, got "
-                                  f"{learner.learning_rate}"),
-      (0 <= learner.discount <= 1, f"learner.discount must be in [0, 1], got "
-                                   f"{learner.discount}"),
-      (learner.loss in ("huber", "mse"), f"learner.loss must be huber or mse, got "
-                                         f"{learner.loss!r}"),
-      (learner.min_replay >= 3, f"learner.min_replay must be >= 3, got {learner.min_replay}"),
-      (learner.update_period >= 1, f"learner.update_period must be >= 1, got "
-                                   f"{learner.update_period}"),
-      (learner.target_update_period >= 1, f"learner.target_update_period must be >= 1, got "
-                                          f"{learner.target_update_period}"),
-      (learner.replay_capacity >= config.history + 2, f"learner.replay_capacity must be >= "
-                                                      f"history + 2, got "
-                                                      f"{learner.replay_capacity}"),
+      (config.video_steps >= 0, f"video_steps must be >= 0, got {config.video_steps}"),
       (opts.length >= 1, f"options.length must be >= 1, got {opts.length}"),
       (opts.choice in options.CHOICES, f"options.choice must be one of "
                                        f"{', '.join(options.CHOICES)}, got {opts.choice!r}"),
       (opts.top_keypoints >= 1, f"options.top_keypoints must be >= 1, got "
                                 f"{opts.top_keypoints}"),
       (0 <= opts.epsilon <= 1, f"options.epsilon must be in [0, 1], got {opts.epsilon}"),
-  ]
-  for ok, message in checks:
-    if not ok:
-      raise ValueError(message)
+  ])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
-  try:
-    validate(config)
-    harness.validate_cadence(config)
-    actors_lib.num_actions(config.env_id)  # an unknown game fails here, before the run dir
-    detector = None
-    if config.explorer == "keypoints":
-      agents.check_keypoint_run(config.keypoint_run, config.env_id)
-      detector = inference.load_detector(config.keypoint_run)
-    with run_dir_lib.Lock(_RUN_DIR.value):
-      run_dir = run_dir_lib.prepare(_RUN_DIR.value, config, resumable=RESUMABLE_FIELDS)
-      explore(config, run_dir, detector)
-  except (ValueError, FileNotFoundError, FloatingPointError) as e:
-    sys.exit(f"error: {e}")
+  harness.start_game_run(config, _RUN_DIR.value, RESUMABLE_FIELDS, validate,
+                         config.explorer == "keypoints", explore)
 
 
 def _member_seeds(config, offset: int = 0) -> list[int]:

@@ -58,6 +58,31 @@ def validate_cadence(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f"{field} must be >= 1, got {config[field]}")
 
 
+def start_game_run(config: ml_collections.ConfigDict, run_dir: str, resumable: tuple[str, ...],
+                   validate: Callable[[ml_collections.ConfigDict], None], uses_keypoints: bool,
+                   body: Callable[..., None]) -> None:
+  """How the binaries that play a game (train_agent, explore) start: check the config, the
+  cadence and the game; load the keypoint detector when one is used (refusing one trained on
+  another game); then lock and prepare `run_dir` and call body(config, run_dir, detector).
+  Bad input of any kind ends in one `error: ...` line before the run directory is touched."""
+  from keypoints import inference  # pylint: disable=g-import-not-at-top
+  from keypoints import run_dir as run_dir_lib  # pylint: disable=g-import-not-at-top
+  from rl import actors  # pylint: disable=g-import-not-at-top
+  from rl import agents  # pylint: disable=g-import-not-at-top
+  try:
+    validate(config)
+    validate_cadence(config)
+    actors.num_actions(config.env_id)  # an unknown game fails here, before the run dir
+    detector = None
+    if uses_keypoints:
+      agents.check_keypoint_run(config.keypoint_run, config.env_id)
+      detector = inference.load_detector(config.keypoint_run)
+    with run_dir_lib.Lock(run_dir):
+      body(config, run_dir_lib.prepare(run_dir, config, resumable=resumable), detector)
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    sys.exit(f"error: {e}")
+
+
 def rng_state(rngs: list[np.random.Generator]) -> np.ndarray:
   """numpy Generators' states as one uint8 array, to checkpoint with a run."""
   return np.frombuffer(json.dumps([r.bit_generator.state for r in rngs]).encode(), np.uint8)

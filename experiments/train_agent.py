@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-import sys
 import time
 
 import flax
@@ -35,7 +34,6 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from experiments import harness
-from keypoints import inference
 from keypoints import run_dir as run_dir_lib
 from keypoints import visualize
 from rl import actors as actors_lib
@@ -62,19 +60,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
-  try:
-    agents.validate(config)
-    harness.validate_cadence(config)
-    actors_lib.num_actions(config.env_id)  # an unknown game fails here, before the run dir
-    detector = None
-    if config.agent == "keyqn":
-      agents.check_keypoint_run(config.keypoint_run, config.env_id)
-      detector = inference.load_detector(config.keypoint_run)
-    with run_dir_lib.Lock(_RUN_DIR.value):
-      run_dir = run_dir_lib.prepare(_RUN_DIR.value, config, resumable=RESUMABLE_FIELDS)
-      train(config, run_dir, detector)
-  except (ValueError, FileNotFoundError, FloatingPointError) as e:
-    sys.exit(f"error: {e}")
+  harness.start_game_run(config, _RUN_DIR.value, RESUMABLE_FIELDS, agents.validate,
+                         config.agent == "keyqn", train)
 
 
 def _member_seeds(config, offset: int = 0) -> list[int]:

@@ -102,12 +102,11 @@ def check_keypoint_run(run_dir: str, env_id: str) -> None:
                      f"{env_id}")
 
 
-def validate(config) -> None:
-  """Raises ValueError (one line) for an unusable agent config."""
-  if config.agent not in AGENTS:
-    raise ValueError(f"unknown agent {config.agent!r}; expected one of {', '.join(AGENTS)}")
+def population_checks(config, n_step: int) -> list[tuple[bool, str]]:
+  """(ok, message) checks of the fields every population-of-learners config has (the agents'
+  and the keypoint explorer's): seeds, steps, history and the DQN learner's settings."""
   learner = config.learner
-  checks = [
+  return [
       (config.num_seeds >= 1, f"num_seeds must be >= 1, got {config.num_seeds}"),
       (config.seed >= 0, f"seed must be >= 0, got {config.seed}"),
       (config.num_steps >= 1, f"num_steps must be >= 1, got {config.num_steps}"),
@@ -115,24 +114,40 @@ def validate(config) -> None:
       (learner.batch_size >= 1, f"learner.batch_size must be >= 1, got {learner.batch_size}"),
       (learner.learning_rate > 0, f"learner.learning_rate must be > 0, got "
                                   f"{learner.learning_rate}"),
-      (learner.n_step >= 1, f"learner.n_step must be >= 1, got {learner.n_step}"),
       (0 <= learner.discount <= 1, f"learner.discount must be in [0, 1], got "
                                    f"{learner.discount}"),
       (learner.loss in ("huber", "mse"), f"learner.loss must be huber or mse, got "
                                          f"{learner.loss!r}"),
-      (learner.population_update in ("auto", "vmap", "unrolled"),
-       f"learner.population_update must be auto, vmap or unrolled, got "
-       f"{learner.population_update!r}"),
-      (learner.min_replay >= learner.n_step + 2,
-       f"learner.min_replay must be >= n_step + 2 = {learner.n_step + 2}, got "
-       f"{learner.min_replay}"),
+      (learner.min_replay >= n_step + 2,
+       f"learner.min_replay must be >= n_step + 2 = {n_step + 2}, got {learner.min_replay}"),
       (learner.update_period >= 1, f"learner.update_period must be >= 1, got "
                                    f"{learner.update_period}"),
       (learner.target_update_period >= 1, f"learner.target_update_period must be >= 1, got "
                                           f"{learner.target_update_period}"),
-      (learner.replay_capacity >= config.history + learner.n_step + 1,
+      (learner.replay_capacity >= config.history + n_step + 1,
        f"learner.replay_capacity must be >= history + n_step + 1, got "
        f"{learner.replay_capacity}"),
+  ]
+
+
+def raise_first_failed(checks: list[tuple[bool, str]]) -> None:
+  """Raises ValueError with the message of the first failed (ok, message) check."""
+  for ok, message in checks:
+    if not ok:
+      raise ValueError(message)
+
+
+def validate(config) -> None:
+  """Raises ValueError (one line) for an unusable agent config."""
+  if config.agent not in AGENTS:
+    raise ValueError(f"unknown agent {config.agent!r}; expected one of {', '.join(AGENTS)}")
+  learner = config.learner
+  checks = [
+      (learner.n_step >= 1, f"learner.n_step must be >= 1, got {learner.n_step}"),
+      *population_checks(config, learner.n_step),
+      (learner.population_update in ("auto", "vmap", "unrolled"),
+       f"learner.population_update must be auto, vmap or unrolled, got "
+       f"{learner.population_update!r}"),
       (config.eval_every >= 0, f"eval_every must be >= 0, got {config.eval_every}"),
       (config.eval_episodes >= 1 and config.final_eval_episodes >= 1,
        "eval_episodes and final_eval_episodes must be >= 1"),
@@ -141,6 +156,4 @@ def validate(config) -> None:
   for e in ("epsilon_start", "epsilon_end", "eval_epsilon"):
     value = config.exploration[e]
     checks.append((0 <= value <= 1, f"exploration.{e} must be in [0, 1], got {value}"))
-  for ok, message in checks:
-    if not ok:
-      raise ValueError(message)
+  raise_first_failed(checks)

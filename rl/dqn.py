@@ -83,6 +83,13 @@ def act(params, observation: jax.Array, key: jax.Array, epsilon: jax.Array,
   return jnp.where(explore, random_action, jnp.argmax(q, axis=-1)).astype(jnp.int32)
 
 
+def member_keys(seed: int, num_members: int) -> tuple[jax.Array, jax.Array]:
+  """(init keys, acting keys), each [N, 2]: member s's come from PRNGKey(seed + s) alone, so it
+  starts and explores as a one-member run of seed + s would."""
+  keys = jnp.stack([jax.random.PRNGKey(seed + s) for s in range(num_members)])
+  return jax.vmap(jax.random.split, out_axes=1)(keys)
+
+
 POPULATION_UPDATES = ("auto", "vmap", "unrolled")
 
 
@@ -120,8 +127,7 @@ class Population:
     self.optimizer = optax.adam(config.learner.learning_rate, eps=config.learner.adam_eps)
     apply = network.apply
     example = jnp.zeros((config.history, *observer.element_shape), observer.element_dtype)
-    keys = jnp.stack([jax.random.PRNGKey(config.seed + s) for s in range(n)])
-    init_keys, self.act_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    init_keys, self.act_keys = member_keys(config.seed, n)
     self.state = jax.vmap(lambda k: init(k, network, example, self.optimizer))(init_keys)
     one_update = functools.partial(update, apply=apply, optimizer=self.optimizer,
                                    double=config.learner.double, loss_kind=config.learner.loss,

@@ -31,7 +31,6 @@ the game ends; double DQN, Huber loss, Adam, as KeyQN.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import flax
 import jax
@@ -117,8 +116,7 @@ class OptionLearners:
     self.optimizer = optax.adam(learner.learning_rate, eps=learner.adam_eps)
     apply = network.apply
     example = jnp.zeros((config.history, *observer.element_shape), observer.element_dtype)
-    keys = jnp.stack([jax.random.PRNGKey(config.seed + s) for s in range(n)])
-    init_keys, self.act_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    init_keys, self.act_keys = dqn.member_keys(config.seed, n)
     head_keys = jax.vmap(lambda k: jax.random.split(k, self.num_heads))(init_keys)
     self.state = jax.vmap(jax.vmap(lambda k: dqn.init(k, network, example, self.optimizer)))(
         head_keys)

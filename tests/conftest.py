@@ -16,3 +16,50 @@ def sprites_dir(tmp_path_factory):
   sprites.write_dataset(root, num_episodes=4, episode_length=20, size=16, num_sprites=2,
                         sprite_size=3, seed=0)
   return root
+
+
+def _kill_9_after_checkpoint(cmd, run_dir, step, cwd, timeout=300.0):
+  """Starts `cmd`, waits until checkpoint `step` of `run_dir` exists and kills it (SIGKILL)."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+  start = time.time()
+  while not (pathlib.Path(run_dir) / "checkpoints" / str(step)).is_dir():
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    assert time.time() - start < timeout
+    time.sleep(0.02)
+  proc.kill()
+  proc.wait()
+
+
+def _assert_same_checkpoint(run_a, run_b, step):
+  """Checkpoint `step` of two runs holds the same arrays, all but the wall clock."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  def restore(run_dir):
+    manager = ocp.CheckpointManager(pathlib.Path(run_dir, "checkpoints").absolute())
+    return manager.restore(step, args=ocp.args.StandardRestore())
+
+  a, b = restore(run_a), restore(run_b)
+  assert a.pop("train_seconds") > 0 and b.pop("train_seconds") > 0
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture
+def kill_9_after_checkpoint():
+  """(cmd, run_dir, step, cwd): runs a training command and kill -9s it after that checkpoint."""
+  return _kill_9_after_checkpoint
+
+
+@pytest.fixture
+def assert_same_checkpoint():
+  """(run_a, run_b, step): the two runs' checkpoints at `step` are equal bit for bit."""
+  return _assert_same_checkpoint

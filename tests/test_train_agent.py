@@ -5,12 +5,10 @@ import json
 import pathlib
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from experiments import train_agent
@@ -117,12 +115,8 @@ def test_pixel_dqn_on_pong_runs_the_protocol(tmp_path):
   assert json.loads((run_dir / "final_eval.json").read_text())["episodes_per_seed"] == 0
 
 
-def _restore(run_dir, step):
-  manager = ocp.CheckpointManager(pathlib.Path(run_dir, "checkpoints").absolute())
-  return manager.restore(step, args=ocp.args.StandardRestore())
-
-
-def test_kill_9_and_resume_continue_bit_exactly(tmp_path):
+def test_kill_9_and_resume_continue_bit_exactly(tmp_path, kill_9_after_checkpoint,
+                                                assert_same_checkpoint):
   common = ["--config.agent=pixel_dqn", "--config.env_id=catch", "--config.num_steps=300",
             "--config.learner.min_replay=50", "--config.learner.batch_size=8",
             "--config.learner.n_step=3", "--config.learner.target_update_period=50",
@@ -132,26 +126,13 @@ def test_kill_9_and_resume_continue_bit_exactly(tmp_path):
   result = _run(_agent_cmd(straight, *common))
   assert result.returncode == 0, result.stderr[-3000:]
   killed = tmp_path / "killed"
-  proc = subprocess.Popen(_agent_cmd(killed, *common), cwd=ROOT, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-  start = time.time()
-  while not (killed / "checkpoints" / "200").is_dir():
-    assert proc.poll() is None, proc.communicate()[1][-3000:]
-    assert time.time() - start < 300
-    time.sleep(0.02)
-  proc.kill()
-  proc.wait()
+  kill_9_after_checkpoint(_agent_cmd(killed, *common), killed, 200, ROOT)
   assert not (killed / "final_eval.json").exists()
   result = _run(_agent_cmd(killed, *common))
   assert result.returncode == 0, result.stderr[-3000:]
   assert "from step 200" in result.stderr or "from step 300" in result.stderr
-  a, b = _restore(straight, 300), _restore(killed, 300)
   # Everything but the wall clock: learner, optimiser, replay, games, samplers, step.
-  assert a.pop("train_seconds") > 0 and b.pop("train_seconds") > 0
-  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-  assert len(leaves_a) == len(leaves_b)
-  for x, y in zip(leaves_a, leaves_b):
-    np.testing.assert_array_equal(x, y)
+  assert_same_checkpoint(straight, killed, 300)
   assert (json.loads((straight / "final_eval.json").read_text())["scores"] ==
           json.loads((killed / "final_eval.json").read_text())["scores"])
 
