@@ -18,3 +18,16 @@ def test_benchmark_writes_its_table_and_json(tmp_path):
   train = rows["train/deepmind/b2"]
   assert train["pairs_per_s"] > 0 and train["gflop_per_step"] > 0 and train["peak_rss_mib"] > 0
   assert "train/deepmind/b2" in result.stdout
+
+
+def test_options_benchmark_times_both_ways_of_updating_the_heads(tmp_path):
+  out = tmp_path / "options.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "benchmarks.options", "--keypoints=2", "--steps=1",
+       f"--json_out={out}"], capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  (row,) = json.loads(out.read_text())
+  assert row["keypoints"] == 2 and row["heads"] == 8
+  assert row["vmapped_ms"] > 0 and row["loop_ms"] > 0 and row["act_ms"] > 0
+  assert abs(row["loop_over_vmapped"] - row["loop_ms"] / row["vmapped_ms"]) < 0.01 + 0.01 * \
+      row["loop_over_vmapped"]
