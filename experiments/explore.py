@@ -58,7 +58,7 @@ _RUN_DIR = flags.DEFINE_string(
 EXPLORERS = ("keypoints", "random")
 RESUMABLE_FIELDS = ("num_steps", "log_every", "checkpoint_every", "video_steps")
 DEMO_SEED_OFFSET = 1_000_000  # the options video plays a game no member explored
-SUMMARY = "explore.json"
+SUMMARY = exploration.SUMMARY
 
 
 def validate(config) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from keypoints import ground_truth
 
+SUMMARY = "explore.json"  # an exploration run directory's final counts (experiments.explore)
 MONTEZUMA = "ALE/MontezumaRevenge-v5"
 MONTEZUMA_ROOM, MONTEZUMA_X, MONTEZUMA_Y = 3, 42, 43  # RAM bytes
 

@@ -86,6 +86,19 @@ def test_random_explorer_counts_positions_and_reward_on_ms_pacman(tmp_path):
   assert min(summary["reward_found"]) > 0  # and eats dots
   assert summary["positions"][0] != summary["positions"][1]  # two seeds, two games
   assert not (run_dir / "images" / "options.gif").exists()
+  # The comparison table: one row per run, counts as mean (range over seeds).
+  out = tmp_path / "table"
+  result = _run([sys.executable, "-m", "experiments.exploration_table", f"--runs={run_dir}",
+                 f"--out={out}"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  row = out.with_suffix(".md").read_text().splitlines()[2]
+  positions = np.array(summary["positions"])
+  assert row.startswith("| MsPacman | random | 2 | 300 | ")
+  assert f"{positions.mean():.1f} ({positions.min()}-{positions.max()})" in row
+  assert out.with_suffix(".png").stat().st_size > 0
+  result = _run([sys.executable, "-m", "experiments.exploration_table", f"--runs={tmp_path}"])
+  assert result.returncode != 0 and "error: " in result.stderr and "not a finished" in \
+      result.stderr
 
 
 def test_coverage_counts_rooms_cells_and_positions_from_ram():
