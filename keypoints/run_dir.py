@@ -61,6 +61,23 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
   return [] if a == b else [prefix.rstrip(".")]
 
 
+def _lookup(tree: dict, dotted: str) -> Any:
+  for part in dotted.split("."):
+    tree = tree[part]
+  return tree
+
+
+def _added_keys(saved: dict, new: dict, prefix: str = "") -> list[str]:
+  """Keys of `new` that `saved` lacks altogether (options added since a run was started)."""
+  out = []
+  for k, v in new.items():
+    if k not in saved:
+      out.append(f"{prefix}{k}")
+    elif isinstance(v, dict) and isinstance(saved[k], dict):
+      out += _added_keys(saved[k], v, f"{prefix}{k}.")
+  return out
+
+
 def read_config(run_dir: str | os.PathLike) -> ml_collections.ConfigDict:
   """The config a run was started with."""
   path = pathlib.Path(run_dir) / CONFIG
@@ -90,10 +107,18 @@ def prepare(run_dir: str | os.PathLike, config: ml_collections.ConfigDict,
   if path.exists():
     saved = _config_dict(read_config(run_dir))
     changed = _diff_keys(saved, resolved)
-    fixed = [k for k in changed if k not in tuple(resumable)]
+    # A field the saved config lacks is an option added since the run started; new options
+    # default to what older code did, so it is taken with its value here (and logged).
+    added = _added_keys(saved, resolved)
+    is_added = lambda k: any(k == a or k.startswith(a + ".") for a in added)
+    fixed = [k for k in changed if k not in tuple(resumable) and not is_added(k)]
     if fixed:
       raise RunDirError(f"{run_dir} was started with a different config (differs in: "
                         f"{', '.join(fixed)}); use a new --run_dir or the same config")
+    if added:
+      logging.warning("%s was started before the options %s existed; resuming with their "
+                      "values %s", run_dir, ", ".join(added),
+                      ", ".join(str(_lookup(resolved, a)) for a in added))
     if changed and write:
       logging.info("Resuming %s with new %s", run_dir, ", ".join(changed))
       _write_json_atomically(path, resolved)
