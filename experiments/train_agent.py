@@ -128,7 +128,7 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   runs the final evaluation (once)."""
   n = config.num_seeds
   agent = agents.build(config.agent, config.env_id, detector, config.network.embed_sizes,
-                       config.network.hidden_sizes)
+                       config.network.hidden_sizes, config.network.feature_norm)
   learner = dqn.Population(config, agent.network, agent.observer,
                             agent.convolutional)
   actors = actors_lib.Actors(config.env_id, _member_seeds(config), agent.observer,

@@ -72,7 +72,7 @@ class Agent:
 
 
 def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
-          hidden_sizes=(512,)) -> Agent:
+          hidden_sizes=(512,), feature_norm: bool = False) -> Agent:
   """The agent `name` for the game `env_id` ("keyqn" needs the detector)."""
   num_actions = actors.num_actions(env_id)
   if name == "pixel_dqn":
@@ -82,7 +82,8 @@ def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
     if detector is None:
       raise ValueError("keyqn needs a trained Transporter: pass --config.keypoint_run=<run dir>")
     return Agent(name, KeypointObserver(detector, actors.observation_shape(env_id, "colour")),
-                 networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes)))
+                 networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes),
+                                           feature_norm))
   raise ValueError(f"unknown agent {name!r}; expected one of {', '.join(AGENTS)}")
 
 

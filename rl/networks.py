@@ -39,10 +39,15 @@ class KeypointQNetwork(nn.Module):
   num_actions: int
   embed_sizes: Sequence[int] = (64, 32)
   hidden_sizes: Sequence[int] = (512,)
+  # Layer-normalise each record's C features (not its (x, y)) before the embedding: the
+  # detector's features are O(1-60) against positions in [-1, 1].
+  feature_norm: bool = False
 
   @nn.compact
   def __call__(self, records: jax.Array) -> jax.Array:
     x = records.astype(jnp.float32)  # [B, H, K, D]
+    if self.feature_norm:
+      x = jnp.concatenate([x[..., :2], nn.LayerNorm()(x[..., 2:])], axis=-1)
     for size in self.embed_sizes:
       x = nn.relu(nn.Dense(size)(x))
     x = x.reshape(x.shape[0], -1)

@@ -131,3 +131,16 @@ def test_act_is_greedy_at_epsilon_zero_and_uniform_at_one():
   random = dqn.act(params, obs, jax.random.PRNGKey(0), 1.0, network.apply)
   counts = np.bincount(np.asarray(random), minlength=3)
   assert counts.min() > 256 / 3 * 0.6
+
+
+def test_feature_norm_makes_keyqn_blind_to_the_features_scale_not_to_positions():
+  records = jax.random.normal(jax.random.PRNGKey(0), (4, 2, 3, 2 + 6))
+  rescaled = records.at[..., 2:].set(records[..., 2:] * 20.0 + 5.0)  # per-record affine
+  moved = records.at[..., 0].add(0.3)
+  for feature_norm in (True, False):
+    network = networks.KeypointQNetwork(3, (8,), (16,), feature_norm=feature_norm)
+    params = network.init(jax.random.PRNGKey(1), records)
+    q = network.apply(params, records)
+    same = np.allclose(network.apply(params, rescaled), q, atol=1e-3 * float(jnp.abs(q).max()))
+    assert same == feature_norm
+    assert not np.allclose(network.apply(params, moved), q, atol=1e-3 * float(jnp.abs(q).max()))

@@ -26,6 +26,7 @@ def get_config():
   config.network = ml_collections.ConfigDict(dict(
       embed_sizes=(64, 32),  # keyqn: the per-keypoint embedding MLP
       hidden_sizes=(512,),  # keyqn: the MLP over all embeddings
+      feature_norm=False,  # keyqn: layer-normalise the detector features of every record
   ))
   config.learner = ml_collections.ConfigDict(dict(
       batch_size=32,
