@@ -63,3 +63,29 @@ def kill_9_after_checkpoint():
 def assert_same_checkpoint():
   """(run_a, run_b, step): the two runs' checkpoints at `step` are equal bit for bit."""
   return _assert_same_checkpoint
+
+
+def _train_tiny_detector(root, env_id):
+  """A (barely trained) Transporter on 2 short random episodes of an ALE game, through the
+  binaries: the detector the agent and exploration tests read. Returns its run directory."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  data, run_dir = root / "data", root / "transporter"
+  for cmd in ([sys.executable, "-m", "experiments.collect_frames", f"--env={env_id}",
+               f"--out={data}", "--episodes=2", "--max_episode_frames=30"],
+              [sys.executable, "-m", "experiments.train_transporter",
+               "--config=experiments/configs/pong.py", f"--config.dataset.path={data}",
+               f"--run_dir={run_dir}", "--config.train.num_steps=4",
+               "--config.train.batch_size=2", "--config.checkpoint_every=4",
+               "--config.image_every=4", "--config.log_every=2", "--config.gif_frames=4"]):
+    result = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+  return run_dir
+
+
+@pytest.fixture(scope="session")
+def train_tiny_detector():
+  """(root, env_id) -> the run directory of a barely trained detector for that game."""
+  return _train_tiny_detector

@@ -24,22 +24,9 @@ def _explore_cmd(run_dir, *extra):
 
 
 @pytest.fixture(scope="module")
-def montezuma_detector_run(tmp_path_factory):
-  """A (barely trained) Transporter on a few Montezuma's Revenge frames."""
-  root = tmp_path_factory.mktemp("montezuma")
-  data = root / "data"
-  result = _run([sys.executable, "-m", "experiments.collect_frames",
-                 "--env=ALE/MontezumaRevenge-v5", f"--out={data}", "--episodes=2",
-                 "--max_episode_frames=30"])
-  assert result.returncode == 0, result.stderr[-2000:]
-  run_dir = root / "transporter"
-  result = _run([sys.executable, "-m", "experiments.train_transporter",
-                 "--config=experiments/configs/pong.py", f"--config.dataset.path={data}",
-                 f"--run_dir={run_dir}", "--config.train.num_steps=4",
-                 "--config.train.batch_size=2", "--config.checkpoint_every=4",
-                 "--config.image_every=4", "--config.log_every=2", "--config.gif_frames=4"])
-  assert result.returncode == 0, result.stderr[-2000:]
-  return run_dir
+def montezuma_detector_run(tmp_path_factory, train_tiny_detector):
+  """A (barely trained) Transporter on a few MontezumaRevenge frames."""
+  return train_tiny_detector(tmp_path_factory.mktemp("montezuma"), "ALE/MontezumaRevenge-v5")
 
 
 def test_keypoint_explorer_writes_coverage_and_resumes_bit_exactly(

@@ -33,21 +33,9 @@ def _agent_cmd(run_dir, *extra):
 
 
 @pytest.fixture(scope="module")
-def pong_detector_run(tmp_path_factory):
-  """A (barely trained) Transporter run on a few Pong frames: the detector KeyQN reads."""
-  root = tmp_path_factory.mktemp("pong")
-  data = root / "data"
-  result = _run([sys.executable, "-m", "experiments.collect_frames", "--env=ALE/Pong-v5",
-                 f"--out={data}", "--episodes=2", "--max_episode_frames=30"])
-  assert result.returncode == 0, result.stderr[-2000:]
-  run_dir = root / "transporter"
-  result = _run([sys.executable, "-m", "experiments.train_transporter",
-                 "--config=experiments/configs/pong.py", f"--config.dataset.path={data}",
-                 f"--run_dir={run_dir}", "--config.train.num_steps=4",
-                 "--config.train.batch_size=2", "--config.checkpoint_every=4",
-                 "--config.image_every=4", "--config.log_every=2", "--config.gif_frames=4"])
-  assert result.returncode == 0, result.stderr[-2000:]
-  return run_dir
+def pong_detector_run(tmp_path_factory, train_tiny_detector):
+  """A (barely trained) Transporter on a few Pong frames."""
+  return train_tiny_detector(tmp_path_factory.mktemp("pong"), "ALE/Pong-v5")
 
 
 def test_keyqn_on_pong_writes_scores_curve_video_and_checkpoints(pong_detector_run, tmp_path):
