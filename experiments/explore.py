@@ -35,10 +35,8 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
-from tqdm import tqdm
 
 from experiments import harness
-from keypoints import run_dir as run_dir_lib
 from keypoints import visualize
 from rl import actors as actors_lib
 from rl import agents
@@ -91,10 +89,6 @@ def main(argv):
                          config.explorer == "keypoints", explore)
 
 
-def _member_seeds(config, offset: int = 0) -> list[int]:
-  return [config.seed + s + offset for s in range(config.num_seeds)]
-
-
 class Explorer:
   """What acts: random actions, or (after warm-up) options of the K x 4 heads."""
 
@@ -102,7 +96,7 @@ class Explorer:
     self.config = config
     n = config.num_seeds
     self.num_actions = actors_lib.num_actions(config.env_id)
-    self.action_rngs = [np.random.default_rng([s, 3]) for s in _member_seeds(config)]
+    self.action_rngs = [np.random.default_rng([s, 3]) for s in harness.member_seeds(config)]
     self.learners = self.replay = None
     if detector is None:  # random: the cheapest observation, nothing learned
       self.observer = agents.PixelObserver(actors_lib.observation_shape(config.env_id, "grey"))
@@ -118,7 +112,7 @@ class Explorer:
                                     config.history, 1, config.learner.discount)
     self.clock = options.OptionClock.create(n)
     self.gap = np.zeros((n, self.num_keypoints), np.float32)
-    self.sample_rngs = [np.random.default_rng([s, 2]) for s in _member_seeds(config)]
+    self.sample_rngs = [np.random.default_rng([s, 2]) for s in harness.member_seeds(config)]
 
   def learning(self, step: int) -> bool:
     return self.learners is not None and step >= self.config.learner.min_replay
@@ -170,84 +164,62 @@ def explore(config, run_dir: pathlib.Path, detector) -> None:
   writes the summary and pictures (once)."""
   n = config.num_seeds
   explorer = Explorer(config, detector)
-  actors = actors_lib.Actors(config.env_id, _member_seeds(config), explorer.observer,
+  actors = actors_lib.Actors(config.env_id, harness.member_seeds(config), explorer.observer,
                              config.history)
   coverage = exploration.Coverage(config.env_id, n, config.coverage_bin)
   coverage.update(actors.ram())
   # Extrinsic return found (never learned from): raw reward summed over all steps, the best
   # finished game (meaningful once games > 0) and the number of finished games.
   found = {"reward": np.zeros(n), "best_game": np.zeros(n), "games": np.zeros(n)}
-  manager, restored_step, restored = run_dir_lib.restore_train_state(run_dir, None,
-                                                                     max_to_keep=2)
-  step, seconds_before = 0, 0.0
-  if restored is not None:
-    explorer.load_state_dict(restored["explorer"])
-    actors.load_state_dict(restored["actors"])
-    coverage.load_state_dict(restored["coverage"])
-    found = {k: np.asarray(v, np.float64).copy() for k, v in restored["found"].items()}
-    step = int(restored["step"])
-    seconds_before = float(restored["train_seconds"])
-  first_step = step
-  writer = harness.make_writer(run_dir, restored_step)
+  loop = harness.GameLoop(run_dir, config, config.explorer)
+  if loop.restored is not None:
+    explorer.load_state_dict(loop.restored["explorer"])
+    actors.load_state_dict(loop.restored["actors"])
+    coverage.load_state_dict(loop.restored["coverage"])
+    found = {k: np.asarray(v, np.float64).copy() for k, v in loop.restored["found"].items()}
   logging.info("Exploring %s with the %s explorer, %d seed(s) from seed %d, from step %d to %d",
-               config.env_id, config.explorer, n, config.seed, step, config.num_steps)
-  process_start = time.perf_counter()
-
-  def seconds() -> float:
-    return seconds_before + time.perf_counter() - process_start
+               config.env_id, config.explorer, n, config.seed, loop.step, config.num_steps)
 
   def checkpoint_pytree():
     return {"explorer": explorer.state_dict(), "actors": actors.state_dict(),
-            "coverage": coverage.state_dict(), "found": found, "step": np.int64(step),
-            "train_seconds": np.float64(seconds())}
+            "coverage": coverage.state_dict(), "found": found, "step": np.int64(loop.step),
+            "train_seconds": np.float64(loop.seconds())}
 
-  sums, count, saved_step = {}, 0, step
-  tick, tick_step = time.perf_counter(), step
-  try:
-    with harness.StopRequest() as stop, tqdm(total=config.num_steps, initial=step,
-                                             desc=config.explorer, unit="step") as bar:
-      while step < config.num_steps and not stop.requested:
-        actions = explorer.act(actors.observation(), step)
-        transition, finished = actors.step(actions)
-        coverage.update(actors.ram())
-        found["reward"] += transition.raw_reward
-        for member, score, _ in finished:
-          best = found["best_game"][member]
-          found["best_game"][member] = score if found["games"][member] == 0 else max(best, score)
-          found["games"][member] += 1
-        metrics = explorer.observe(step, transition)
-        for k, v in metrics.items():
-          sums[k] = sums.get(k, 0.0) + v
-        count += bool(metrics)
-        step += 1
-        bar.update(1)
-        if step % config.log_every == 0 or step == config.num_steps:
-          now = time.perf_counter()
-          row = {k: float(np.mean(v)) for k, v in coverage.counts().items()}
-          row.update(reward_found=float(found["reward"].mean()),
-                     games=float(found["games"].mean()),
-                     steps_per_s=(step - tick_step) / max(now - tick, 1e-9))
-          for k in ("loss", "q"):
-            row[k] = sums[k] / count if count and k in sums else float("nan")
-          row["max_q_gap"] = float(explorer.gap.max(axis=1).mean()) if explorer.learners \
-              else float("nan")
-          writer.write(step, row)
-          bar.set_postfix({k: f"{row[k]:.0f}" for k in ("positions", "rooms", "cells")
-                           if k in row})
-          sums, count, tick, tick_step = {}, 0, now, step
-        if step % config.checkpoint_every == 0:
-          run_dir_lib.save(manager, step, checkpoint_pytree())
-          saved_step = step
-      if saved_step != step:
-        run_dir_lib.save(manager, step, checkpoint_pytree())
-  finally:
-    manager.wait_until_finished()
-    writer.close()
-    actors.close()
-  logging.info("Stopped at step %d after %d steps in this process; run directory %s", step,
-               step - first_step, run_dir)
-  if step >= config.num_steps and not (run_dir / SUMMARY).exists():
-    finish(config, run_dir, explorer, coverage, found, step, seconds())
+  sums, count = {}, 0
+  tick, tick_step = time.perf_counter(), loop.step
+
+  def advance(made: int) -> None:
+    nonlocal sums, count, tick, tick_step
+    actions = explorer.act(actors.observation(), made)
+    transition, finished = actors.step(actions)
+    coverage.update(actors.ram())
+    found["reward"] += transition.raw_reward
+    for member, score, _ in finished:
+      best = found["best_game"][member]
+      found["best_game"][member] = score if found["games"][member] == 0 else max(best, score)
+      found["games"][member] += 1
+    metrics = explorer.observe(made, transition)
+    for k, v in metrics.items():
+      sums[k] = sums.get(k, 0.0) + v
+    count += bool(metrics)
+    step = made + 1
+    if step % config.log_every == 0 or step == config.num_steps:
+      now = time.perf_counter()
+      row = {k: float(np.mean(v)) for k, v in coverage.counts().items()}
+      row.update(reward_found=float(found["reward"].mean()),
+                 games=float(found["games"].mean()),
+                 steps_per_s=(step - tick_step) / max(now - tick, 1e-9))
+      for k in ("loss", "q"):
+        row[k] = sums[k] / count if count and k in sums else float("nan")
+      row["max_q_gap"] = float(explorer.gap.max(axis=1).mean()) if explorer.learners \
+          else float("nan")
+      loop.writer.write(step, row)
+      loop.bar.set_postfix({k: f"{row[k]:.0f}" for k in ("positions", "rooms", "cells")
+                            if k in row})
+      sums, count, tick, tick_step = {}, 0, now, step
+
+  loop.run(advance, checkpoint_pytree, (actors,), SUMMARY,
+           lambda: finish(config, run_dir, explorer, coverage, found, loop.step, loop.seconds()))
 
 
 def finish(config, run_dir: pathlib.Path, explorer: Explorer, coverage, found, step: int,
@@ -255,7 +227,7 @@ def finish(config, run_dir: pathlib.Path, explorer: Explorer, coverage, found, s
   """explore.json, the coverage curves, the heat map and (keypoint explorer) the options GIF."""
   counts = coverage.counts()
   summary = {"explorer": config.explorer, "env_id": config.env_id, "step": step,
-             "seeds": _member_seeds(config), "keypoint_run": config.keypoint_run or None,
+             "seeds": harness.member_seeds(config), "keypoint_run": config.keypoint_run or None,
              **{k: v.tolist() for k, v in counts.items()},
              **{f"mean_{k}": float(np.mean(v)) for k, v in counts.items()},
              "reward_found": found["reward"].tolist(), "games": found["games"].tolist(),
@@ -278,7 +250,7 @@ def finish(config, run_dir: pathlib.Path, explorer: Explorer, coverage, found, s
 def options_video(config, explorer: Explorer) -> np.ndarray:
   """Member 0 carrying out options in a fresh game: the chosen keypoint ringed, its direction
   written above the frame."""
-  actors = actors_lib.Actors(config.env_id, _member_seeds(config, DEMO_SEED_OFFSET),
+  actors = actors_lib.Actors(config.env_id, harness.member_seeds(config, DEMO_SEED_OFFSET),
                              explorer.observer, config.history)
   clock = options.OptionClock.create(config.num_seeds)
   frames = []

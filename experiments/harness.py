@@ -17,6 +17,7 @@ import os
 import pathlib
 import signal
 import sys
+import time
 from typing import Callable, Mapping
 
 import jax
@@ -81,6 +82,76 @@ def start_game_run(config: ml_collections.ConfigDict, run_dir: str, resumable: t
       body(config, run_dir_lib.prepare(run_dir, config, resumable=resumable), detector)
   except (ValueError, FileNotFoundError, FloatingPointError) as e:
     sys.exit(f"error: {e}")
+
+
+def member_seeds(config: ml_collections.ConfigDict, offset: int = 0) -> list[int]:
+  """The seeds of a population's members: config.seed + i + offset, i < config.num_seeds."""
+  return [config.seed + i + offset for i in range(config.num_seeds)]
+
+
+class GameLoop:
+  """The step loop of the binaries that play a game (train_agent, explore), minus what a step
+  does: restore from the newest readable checkpoint, wall time summed over the processes that
+  worked on the run, the progress bar, SIGTERM / Ctrl-C, checkpoints every
+  `config.checkpoint_every` steps and where the loop stops, closing, and the one-time finish.
+
+    loop = GameLoop(run_dir, config, desc)   # loop.restored: the checkpoint pytree or None
+    ... rebuild state from loop.restored ...
+    loop.run(advance, state, closables, done_file, finish)
+  """
+
+  def __init__(self, run_dir: pathlib.Path, config: ml_collections.ConfigDict, desc: str):
+    from keypoints import run_dir as run_dir_lib  # pylint: disable=g-import-not-at-top
+    self._run_dir_lib = run_dir_lib
+    self.run_dir, self.config, self.desc = run_dir, config, desc
+    self.manager, restored_step, self.restored = run_dir_lib.restore_train_state(
+        run_dir, None, max_to_keep=2)
+    self.step, self._seconds_before = 0, 0.0
+    if self.restored is not None:
+      self.step = int(self.restored["step"])
+      self._seconds_before = float(self.restored.get("train_seconds", 0.0))
+      if self.step != restored_step:
+        raise run_dir_lib.RunDirError(
+            f"checkpoint {restored_step} in {run_dir} holds step {self.step}")
+    self.writer = make_writer(run_dir, restored_step)
+    self.bar = None
+    self._process_start = time.perf_counter()
+
+  def seconds(self) -> float:
+    """Wall time spent on this run, over every process that worked on it."""
+    return self._seconds_before + time.perf_counter() - self._process_start
+
+  def run(self, advance: Callable[[int], None], state: Callable[[], dict],
+          closables: tuple, done_file: str, finish: Callable[[], None]) -> None:
+    """Calls advance(t) for t = step, step + 1, ... (t steps already made; the loop counts
+    t + 1 once it returns) up to config.num_steps or a stop request. state() is the checkpoint
+    pytree (it must hold "step" and "train_seconds"). On the way out the checkpoints are
+    waited for and the writer and `closables` closed; once num_steps is reached, finish() is
+    called unless run_dir/done_file exists."""
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    config, save = self.config, self._run_dir_lib.save
+    first_step = saved_step = self.step
+    try:
+      with StopRequest() as stop, tqdm(total=config.num_steps, initial=self.step,
+                                       desc=self.desc, unit="step") as self.bar:
+        while self.step < config.num_steps and not stop.requested:
+          advance(self.step)
+          self.step += 1
+          self.bar.update(1)
+          if self.step % config.checkpoint_every == 0:
+            save(self.manager, self.step, state())
+            saved_step = self.step
+        if saved_step != self.step:
+          save(self.manager, self.step, state())
+    finally:
+      self.manager.wait_until_finished()
+      self.writer.close()
+      for closable in closables:
+        closable.close()
+    logging.info("Stopped at step %d after %d steps in this process; run directory %s",
+                 self.step, self.step - first_step, self.run_dir)
+    if self.step >= config.num_steps and not (self.run_dir / done_file).exists():
+      finish()
 
 
 def rng_state(rngs: list[np.random.Generator]) -> np.ndarray:

@@ -31,7 +31,6 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
-from tqdm import tqdm
 
 from experiments import harness
 from keypoints import run_dir as run_dir_lib
@@ -64,10 +63,6 @@ def main(argv):
                          config.agent == "keyqn", train)
 
 
-def _member_seeds(config, offset: int = 0) -> list[int]:
-  return [config.seed + s + offset for s in range(config.num_seeds)]
-
-
 def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
              record: list | None = None) -> np.ndarray:
   """Raw scores [N, episodes] at the evaluation epsilon on fresh environments.
@@ -75,7 +70,7 @@ def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
   `index` picks the games (evaluation i always plays the same seeds, never a training game's:
   0 is the final evaluation, i >= 1 the periodic ones); `record` collects
   member 0's frames (and keypoints for KeyQN) for a video."""
-  actors = actors_lib.Actors(config.env_id, _member_seeds(config, EVAL_SEED_OFFSET * (index + 1)),
+  actors = actors_lib.Actors(config.env_id, harness.member_seeds(config, EVAL_SEED_OFFSET * (index + 1)),
                              agent.observer, config.history)
   keys = jax.vmap(jax.random.fold_in, (0, None))(learner.act_keys, index + 1)
 
@@ -131,105 +126,79 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
                        config.network.hidden_sizes, config.network.feature_norm)
   learner = dqn.Population(config, agent.network, agent.observer,
                             agent.convolutional)
-  actors = actors_lib.Actors(config.env_id, _member_seeds(config), agent.observer,
+  actors = actors_lib.Actors(config.env_id, harness.member_seeds(config), agent.observer,
                              config.history)
   replay = replay_lib.Replay(n, config.learner.replay_capacity, agent.observer.element_shape,
                              agent.observer.element_dtype, config.history,
                              config.learner.n_step, config.learner.discount)
-  sample_rngs = [np.random.default_rng([s, 2]) for s in _member_seeds(config)]
-  manager, restored_step, restored = run_dir_lib.restore_train_state(run_dir, None,
-                                                                     max_to_keep=2)
-  step, seconds_before = 0, 0.0
-  if restored is not None:
+  sample_rngs = [np.random.default_rng([s, 2]) for s in harness.member_seeds(config)]
+  loop = harness.GameLoop(run_dir, config, config.agent)
+  if loop.restored is not None:
     learner.state = jax.tree.map(jnp.asarray, flax.serialization.from_state_dict(
-        learner.state, restored["learner"]))
-    replay.load_state_dict(restored["replay"])
-    actors.load_state_dict(restored["actors"])
-    harness.load_rng_state(sample_rngs, restored["sample_rngs"])
-    step = int(restored["step"])
-    seconds_before = float(restored.get("train_seconds", 0.0))
-    if step != restored_step:
-      raise run_dir_lib.RunDirError(f"checkpoint {restored_step} in {run_dir} holds step {step}")
-  first_step = step
+        learner.state, loop.restored["learner"]))
+    replay.load_state_dict(loop.restored["replay"])
+    actors.load_state_dict(loop.restored["actors"])
+    harness.load_rng_state(sample_rngs, loop.restored["sample_rngs"])
   epsilon = optax.linear_schedule(config.exploration.epsilon_start,
                                   config.exploration.epsilon_end,
                                   config.exploration.epsilon_decay_steps)
-  writer = harness.make_writer(run_dir, restored_step)
   logging.info("Training %s on %s, %d seed(s) from seed %d, from step %d to %d", config.agent,
-               config.env_id, n, config.seed, step, config.num_steps)
+               config.env_id, n, config.seed, loop.step, config.num_steps)
 
   def checkpoint_pytree():
     return {"learner": flax.serialization.to_state_dict(learner.state),
             "replay": replay.state_dict(), "actors": actors.state_dict(),
-            "sample_rngs": harness.rng_state(sample_rngs), "step": np.int64(step),
-            "train_seconds": np.float64(train_seconds())}
-
-  process_start = time.perf_counter()
-
-  def train_seconds() -> float:
-    """Wall time spent training this run, over every process that worked on it."""
-    return seconds_before + time.perf_counter() - process_start
+            "sample_rngs": harness.rng_state(sample_rngs), "step": np.int64(loop.step),
+            "train_seconds": np.float64(loop.seconds())}
 
   scores, sums, count = [], {}, 0
-  saved_step, tick, tick_step = step, time.perf_counter(), step
-  try:
-    with harness.StopRequest() as stop, tqdm(total=config.num_steps, initial=step,
-                                             desc=config.agent, unit="step") as bar:
-      while step < config.num_steps and not stop.requested:
-        eps = float(epsilon(step))
-        actions = learner.act(actors.observation(), step, eps)
-        transition, finished = actors.step(actions)
-        replay.add(transition.element, transition.action, transition.reward,
-                   transition.terminal, transition.end)
-        scores += [score for _, score, _ in finished]
-        step += 1
-        bar.update(1)
-        if step >= config.learner.min_replay and step % config.learner.update_period == 0:
-          batch = replay.sample(sample_rngs, config.learner.batch_size)
-          learner.state, metrics = learner.update(learner.state, vars(batch))
-          for k, v in metrics.items():
-            sums[k] = sums.get(k, 0.0) + v
-          count += 1
-        evaluate_now = config.eval_every > 0 and step % config.eval_every == 0
-        if step % config.log_every == 0 or evaluate_now:
-          now = time.perf_counter()
-          row = {"train_return": float(np.mean(scores)) if scores else math.nan,
-                 "games": float(len(scores)), "epsilon": eps,
-                 # Agent steps per second of each seed, as benchmarks/agents.py counts them
-                 # (the population makes n times as many environment steps).
-                 "steps_per_s": (step - tick_step) / max(now - tick, 1e-9)}
-          for k in ("loss", "q", "abs_td_error"):
-            row[k] = float(np.mean(sums[k])) / count if count else math.nan
-          if count and not math.isfinite(row["loss"]):
-            raise run_dir_lib.NonFiniteError(
-                f"the TD loss is {row['loss']} at step {step}: training diverged; nothing "
-                f"after step {manager.latest_step() or 0} was saved")
-          row["eval_return"] = row["eval_return_std"] = math.nan
-          if evaluate_now:
-            eval_scores = evaluate(config, agent, learner, config.eval_episodes,
-                                   step // config.eval_every)
-            means = per_member_means(eval_scores)
-            row["eval_return"] = float(np.mean(means))
-            row["eval_return_std"] = float(np.std(means))
-          writer.write(step, row)
-          bar.set_postfix(score=f"{row['train_return']:.1f}", eps=f"{eps:.2f}")
-          scores, sums, count = [], {}, 0
-          tick, tick_step = time.perf_counter(), step
-          if evaluate_now:
-            plot_learning_curve(run_dir)
-        if step % config.checkpoint_every == 0:
-          run_dir_lib.save(manager, step, checkpoint_pytree())
-          saved_step = step
-      if saved_step != step:
-        run_dir_lib.save(manager, step, checkpoint_pytree())
-  finally:
-    manager.wait_until_finished()
-    writer.close()
-    actors.close()
-  logging.info("Stopped at step %d after %d steps in this process; run directory %s", step,
-               step - first_step, run_dir)
-  if step >= config.num_steps and not (run_dir / FINAL_EVAL).exists():
-    final_evaluation(config, run_dir, agent, learner, step, train_seconds())
+  tick, tick_step = time.perf_counter(), loop.step
+
+  def advance(made: int) -> None:
+    nonlocal scores, sums, count, tick, tick_step
+    eps = float(epsilon(made))
+    actions = learner.act(actors.observation(), made, eps)
+    transition, finished = actors.step(actions)
+    replay.add(transition.element, transition.action, transition.reward,
+               transition.terminal, transition.end)
+    scores += [score for _, score, _ in finished]
+    step = made + 1
+    if step >= config.learner.min_replay and step % config.learner.update_period == 0:
+      batch = replay.sample(sample_rngs, config.learner.batch_size)
+      learner.state, metrics = learner.update(learner.state, vars(batch))
+      for k, v in metrics.items():
+        sums[k] = sums.get(k, 0.0) + v
+      count += 1
+    evaluate_now = config.eval_every > 0 and step % config.eval_every == 0
+    if step % config.log_every == 0 or evaluate_now:
+      now = time.perf_counter()
+      row = {"train_return": float(np.mean(scores)) if scores else math.nan,
+             "games": float(len(scores)), "epsilon": eps,
+             # Agent steps per second of each seed, as benchmarks/agents.py counts them
+             # (the population makes n times as many environment steps).
+             "steps_per_s": (step - tick_step) / max(now - tick, 1e-9)}
+      for k in ("loss", "q", "abs_td_error"):
+        row[k] = float(np.mean(sums[k])) / count if count else math.nan
+      if count and not math.isfinite(row["loss"]):
+        raise run_dir_lib.NonFiniteError(
+            f"the TD loss is {row['loss']} at step {step}: training diverged; nothing "
+            f"after step {loop.manager.latest_step() or 0} was saved")
+      row["eval_return"] = row["eval_return_std"] = math.nan
+      if evaluate_now:
+        eval_scores = evaluate(config, agent, learner, config.eval_episodes,
+                               step // config.eval_every)
+        means = per_member_means(eval_scores)
+        row["eval_return"] = float(np.mean(means))
+        row["eval_return_std"] = float(np.std(means))
+      loop.writer.write(step, row)
+      loop.bar.set_postfix(score=f"{row['train_return']:.1f}", eps=f"{eps:.2f}")
+      scores, sums, count = [], {}, 0
+      tick, tick_step = time.perf_counter(), step
+      if evaluate_now:
+        plot_learning_curve(run_dir)
+
+  loop.run(advance, checkpoint_pytree, (actors,), FINAL_EVAL,
+           lambda: final_evaluation(config, run_dir, agent, learner, loop.step, loop.seconds()))
 
 
 def per_member_means(scores: np.ndarray) -> np.ndarray:
@@ -251,7 +220,7 @@ def final_evaluation(config, run_dir: pathlib.Path, agent, learner: dqn.Populati
                     record=frames if config.video_steps > 0 else None)
   per_member = per_member_means(scores)
   result = {"agent": config.agent, "env_id": config.env_id, "step": step,
-            "seeds": _member_seeds(config), "epsilon": config.exploration.eval_epsilon,
+            "seeds": harness.member_seeds(config), "epsilon": config.exploration.eval_epsilon,
             "episodes_per_seed": int(np.isfinite(scores).sum(axis=1).min()),
             "scores": [[_finite_or_none(x) for x in row] for row in scores.tolist()],
             "mean_per_seed": [_finite_or_none(x) for x in per_member.tolist()],
