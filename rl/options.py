@@ -30,6 +30,7 @@ the game ends; double DQN, Huber loss, Adam, as KeyQN.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import flax
@@ -155,9 +156,10 @@ class OptionLearners:
     return np.asarray(actions), np.asarray(heads), np.asarray(gap)
 
 
-@flax.struct.dataclass
+@dataclasses.dataclass(frozen=True)
 class OptionClock:
-  """Which option each member follows and for how many more agent steps ([N] int arrays)."""
+  """Which option each member follows and for how many more agent steps ([N] int arrays on the
+  host; the clock never enters a jitted function)."""
   head: np.ndarray
   steps_left: np.ndarray
 
