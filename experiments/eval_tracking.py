@@ -113,8 +113,8 @@ def main(argv):
           or not np.array_equal(other.frames, heldout.frames)):
         raise ValueError(f"{p} holds out other episodes than {run_dirs[0]}: compare runs "
                          "trained on the same dataset with the same held-out split")
-    object_names, objects = ground_truth.dataset_positions(heldout.metadata,
-                                                           heldout.ground_truth)
+    object_names, objects = ground_truth.dataset_positions(
+        heldout.metadata, heldout.ground_truth, frames=heldout.frames)
     detectors = [inference.load_detector(p) for p in run_dirs]
     out = _make_out_dir(_OUT.value)
   except (ValueError, FileNotFoundError) as e:

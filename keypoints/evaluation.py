@@ -60,7 +60,7 @@ def score_heldout(detector: inference.Detector, heldout: data_lib.Dataset, thres
     keypoints.data.DatasetError: the dataset has no object ground truth.
   """
   names, raw_objects = ground_truth.dataset_positions(heldout.metadata, heldout.ground_truth,
-                                                      raw=True)
+                                                      raw=True, frames=heldout.frames)
   size = heldout.frames.shape[1:3]
   raw_size = raw_frame_size(heldout)
   frame_keypoints = detect_all(detector, heldout.frames, batch_size)

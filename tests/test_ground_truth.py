@@ -233,3 +233,26 @@ def test_dataset_positions_without_ground_truth_is_a_dataset_error():
   sprites_metadata = {"source": "sprites", "env": "sprites", "height": 16, "width": 16}
   with pytest.raises(data.DatasetError, match="'positions'"):
     ground_truth.dataset_positions(sprites_metadata, {})
+
+
+def test_dataset_positions_keep_a_flickering_ghost_only_in_the_stored_frames_that_draw_it():
+  frames, ram = _run(_MSPACMAN, 600)
+  stored = data.resize_frames(frames, 80, 80)
+  metadata = {"source": "ale", "env": _MSPACMAN, "height": 80, "width": 80}
+  names, everywhere = ground_truth.dataset_positions(metadata, {"ram": ram}, raw=True)
+  _, drawn_only = ground_truth.dataset_positions(metadata, {"ram": ram}, raw=True,
+                                                 frames=stored)
+  for m, name in enumerate(names):
+    given = np.isfinite(drawn_only[:, m, 0])
+    if name not in _FLICKERING[_MSPACMAN]:
+      np.testing.assert_array_equal(drawn_only[:, m], everywhere[:, m])
+      continue
+    # The truth from the raw screen: the ghost's own colour within its 8x10 sprite box.
+    colours = _OBJECTS[_MSPACMAN][name][0]
+    raw_drawn = np.array([np.isfinite(xy).all() and _has_colour(f, *xy, colours, radius=4.0)
+                          for f, xy in zip(frames, everywhere[:, m])])
+    assert 0.05 < raw_drawn.mean() < 0.95, (name, raw_drawn.mean())  # it does flicker
+    assert (given == raw_drawn).mean() >= 0.99, name
+    np.testing.assert_array_equal(drawn_only[given, m], everywhere[given, m])
+  with pytest.raises(data.DatasetError, match="frames must be"):
+    ground_truth.dataset_positions(metadata, {"ram": ram}, frames=stored[:-1])
