@@ -29,6 +29,7 @@ from experiments import harness
 from keypoints import configs as configs_lib
 from keypoints import data as data_lib
 from keypoints import inference
+from keypoints import parallel
 from keypoints import run_dir as run_dir_lib
 from keypoints import train as train_lib
 from keypoints import visualize
@@ -56,6 +57,7 @@ def main(argv):
   try:
     configs_lib.validate(config.model, config.train)
     harness.validate_cadence(config)
+    parallel.check_batch_size(config.train.batch_size, parallel.data_mesh())
     train_set, heldout = data_lib.load_split(config.dataset.path, config.dataset.max_episodes,
                                              config.dataset.heldout_episodes)
     if tuple(train_set.frames.shape[1:3]) != tuple(config.model.image_size):
@@ -86,12 +88,19 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
     state = state.replace(**restored)
   step = first_step = int(state.step)
 
-  frames = jnp.asarray(train_set.frames)
-  step_fn = xla.jit(functools.partial(train_lib.sample_and_train,
-                                      batch_size=config.train.batch_size), donate_argnums=0)
+  # Data parallel over every device (keypoints/parallel.py): the state, frames and pair index
+  # on every device, each device a share of the batch. One device: the plain step.
+  mesh = parallel.data_mesh()
+  state = parallel.replicate(state, mesh)
+  frames = parallel.replicate(jnp.asarray(train_set.frames), mesh)
+  pair_index = parallel.replicate(pair_index, mesh)
+  step_fn = xla.jit(functools.partial(
+      train_lib.sample_and_train, batch_size=config.train.batch_size,
+      batch_sharding=parallel.batch_sharding(mesh) if mesh.size > 1 else None),
+      donate_argnums=0)
   pixel_weights = train_lib.pixel_loss_weights(train_set, config.train)
   if pixel_weights is not None:
-    pixel_weights = jnp.asarray(pixel_weights)
+    pixel_weights = parallel.replicate(jnp.asarray(pixel_weights), mesh)
   # A fixed held-out batch for the held-out loss and the reconstruction picture, drawn from
   # the run's seed.
   heldout_key, eval_key, picture_key = jax.random.split(jax.random.fold_in(
@@ -102,6 +111,7 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
                                         heldout_index, 8)
   if pixel_weights is not None:  # the held-out loss in the training loss's units
     heldout_pairs["pixel_weights"] = pixel_weights
+  heldout_pairs = parallel.replicate(heldout_pairs, mesh)
   gif_episode = heldout.frames[heldout.episode(0)][:config.gif_frames]
   eval_fn = xla.jit(train_lib.eval_loss)
   writer = harness.make_writer(run_dir, restored_step if restored is not None else None)

@@ -1,7 +1,8 @@
 """Pure training functions for the Transporter: state, loss, step.
 
-`train_step(state, batch) -> (state, metrics)` is the unit that binaries jit (and, later,
-shard: the batch's leading axis is the data axis and the step keeps no host-side state).
+`train_step(state, batch) -> (state, metrics)` is the unit that binaries jit and shard (the
+batch's leading axis is the data axis, see `keypoints.parallel`; the step keeps no host-side
+state).
 `sample_and_train(state, frames, pair_index, ...)` draws the batch on device from the state's own
 PRNG key, so a run is a pure function of (config, dataset, seed) and resumes bit-exactly from a
 checkpointed state.
@@ -188,19 +189,24 @@ def pixel_loss_weights(train_set: data_lib.Dataset,
 
 
 def sample_and_train(state: TrainState, frames: jax.Array, pair_index: data_lib.PairIndex,
-                     batch_size: int,
-                     pixel_weights: jax.Array | None = None) -> tuple[TrainState, dict]:
+                     batch_size: int, pixel_weights: jax.Array | None = None,
+                     batch_sharding: jax.sharding.Sharding | None = None,
+                     ) -> tuple[TrainState, dict]:
   """One step on a fresh batch of pairs drawn with (and advancing) the state's own key.
 
   Args:
     frames: uint8 [N, H, W, 3], all training frames (on device).
     pair_index: from `data.make_pair_index` for the same frames.
     pixel_weights: optional float32 [H, W] weights of the squared error (`pixel_loss_weights`).
+    batch_sharding: how to split the batch of pairs over devices (`parallel.batch_sharding`);
+      None leaves it to the compiler (one device).
   """
   # One step per dispatch on purpose: XLA:CPU runs convolutions inside a while loop
   # (lax.scan) more than ten times slower than at the top level.
   key, sample_key = jax.random.split(state.key)
   batch = data_lib.sample_pairs(sample_key, frames, pair_index, batch_size)
+  if batch_sharding is not None:
+    batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
   if pixel_weights is not None:
     batch["pixel_weights"] = pixel_weights
   return train_step(state.replace(key=key), batch, jax.random.fold_in(sample_key, 1))
@@ -208,14 +214,17 @@ def sample_and_train(state: TrainState, frames: jax.Array, pair_index: data_lib.
 
 def sample_and_train_steps(state: TrainState, frames: jax.Array, pair_index: data_lib.PairIndex,
                            batch_size: int, num_steps: int,
-                           pixel_weights: jax.Array | None = None) -> tuple[TrainState, dict]:
+                           pixel_weights: jax.Array | None = None,
+                           batch_sharding: jax.sharding.Sharding | None = None,
+                           ) -> tuple[TrainState, dict]:
   """`num_steps` calls of `sample_and_train` in one dispatch (lax.scan); metrics are their means.
 
   For accelerators, where a step is launch-bound; the CPU keeps one step per dispatch (see
   `sample_and_train`). The steps are the same as `num_steps` separate calls.
   """
   def body(carry, _):
-    return sample_and_train(carry, frames, pair_index, batch_size, pixel_weights)
+    return sample_and_train(carry, frames, pair_index, batch_size, pixel_weights,
+                            batch_sharding)
 
   state, metrics = jax.lax.scan(body, state, None, length=num_steps)
   return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)

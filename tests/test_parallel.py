@@ -1,0 +1,99 @@
+"""Data parallelism (keypoints/parallel.py): a step split over 4 devices is the one-device step.
+
+The devices are XLA's host platform split in 4 (`--xla_force_host_platform_device_count=4`),
+which must be set before JAX starts, so the comparison runs in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from keypoints import parallel
+
+_SCRIPT = textwrap.dedent("""
+    import functools, json
+    import jax, jax.numpy as jnp, numpy as np
+    from keypoints import configs, data as data_lib, parallel, sprites, train, xla
+
+    assert jax.device_count() == 4, jax.devices()
+    frames, _ = sprites.generate(3, 20, size=16, num_sprites=2, sprite_size=3, seed=0)
+    index = data_lib.make_pair_index(np.full(3, 20), 1, 10)
+    mc = configs.model_config("deepmind", num_keypoints=3, image_size=(16, 16), norm=NORM)
+    tc = configs.train_config(batch_size=8, learning_rate=2e-3, max_offset=10)
+    model = train.build_model(mc)
+    out = {}
+    for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
+      mesh = parallel.data_mesh(devices)
+      state = parallel.replicate(train.create_train_state(
+          jax.random.PRNGKey(0), model, train.build_optimizer(tc), (16, 16)), mesh)
+      f = parallel.replicate(jnp.asarray(frames.reshape(-1, 16, 16, 3)), mesh)
+      step = xla.jit(functools.partial(train.sample_and_train, batch_size=tc.batch_size,
+                                       batch_sharding=parallel.batch_sharding(mesh)),
+                     donate_argnums=0)
+      # The gradient of one fixed batch, split over the mesh.
+      batch = jax.device_put(data_lib.sample_pairs(jax.random.PRNGKey(1), f, index, 8),
+                             parallel.batch_sharding(mesh))
+      grad = jax.jit(jax.grad(lambda p, b: train.loss_fn(
+          p, state.batch_stats, state.apply_fn, b, jax.random.PRNGKey(2))[0]))(state.params,
+                                                                             batch)
+      hlo = step.lower(state, f, index).compile().as_text()
+      losses = []
+      for _ in range(STEPS):
+        state, metrics = step(state, f, index)
+        losses.append(float(metrics["loss"]))
+      leaves = jax.tree.leaves(state.params)
+      out[name] = {"losses": losses,
+                   "grads": [np.asarray(x).ravel().tolist() for x in jax.tree.leaves(grad)],
+                   "all_reduce": "all-reduce" in hlo,
+                   "devices": sorted({len(x.sharding.device_set) for x in leaves}),
+                   "replicated": all(x.sharding.is_fully_replicated for x in leaves)}
+    print(json.dumps(out))
+""")
+
+
+def _run(norm: str, steps: int) -> dict:
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  script = _SCRIPT.replace("NORM", repr(norm)).replace("STEPS", str(steps))
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, cwd=os.path.dirname(os.path.dirname(__file__)), timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_step_over_four_devices_equals_the_one_device_step():
+  # Batch norm: its statistics must be those of the whole batch, not of a device's quarter
+  # (the default instance norm works per frame, the easier case).
+  out = _run("batch", steps=3)
+  one, four = out["one"], out["four"]
+  assert one["devices"] == [1] and four["devices"] == [4]
+  assert one["replicated"] and four["replicated"]  # parameters stay whole on every device
+  # Each device works on its quarter of the batch and the gradients are summed across them.
+  assert four["all_reduce"] and not one["all_reduce"]
+  # The same pairs and the same mean over the batch; only the order of float sums differs
+  # (per-device partial sums, then an all-reduce). So the gradients agree to float32 rounding,
+  # measured against each tensor's largest entry, and so does the first step's loss. Later
+  # losses drift slightly more: Adam divides each gradient entry by its own magnitude, so an
+  # entry near zero whose rounding differs moves its parameter by up to a learning rate.
+  # (A bias just before a normalisation has a zero gradient, computed as rounding noise
+  # around 1e-9, so the scale is the largest entry over all tensors.)
+  scale = max(np.abs(g).max() for g in one["grads"])
+  for a, b in zip(one["grads"], four["grads"]):
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * scale)
+  np.testing.assert_allclose(four["losses"][0], one["losses"][0], rtol=1e-5)
+  np.testing.assert_allclose(four["losses"], one["losses"], rtol=5e-3)
+  assert one["losses"][0] != one["losses"][-1]  # the steps do move
+
+
+def test_a_batch_that_does_not_split_over_the_devices_is_refused():
+  import jax  # pylint: disable=g-import-not-at-top
+  parallel.check_batch_size(7, parallel.data_mesh(jax.devices()[:1]))  # one device: any
+  with pytest.raises(ValueError, match="does not split over 4 devices"):
+    parallel.check_batch_size(6, type("FourDevices", (), {"size": 4})())
