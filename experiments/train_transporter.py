@@ -70,7 +70,7 @@ def main(argv):
     with run_dir_lib.Lock(_RUN_DIR.value) if is_main else contextlib.nullcontext():
       run_dir = run_dir_lib.prepare(_RUN_DIR.value, config, write=is_main)
       train(config, run_dir, train_set, heldout, pair_index, is_main)
-  except (ValueError, FileNotFoundError, FloatingPointError) as e:
+  except (ValueError, FileNotFoundError, FloatingPointError, parallel.ReplicaMismatch) as e:
     sys.exit(f"error: {e}")
 
 
@@ -82,25 +82,34 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
   frame_mean = train_set.mean_frame() if config.model.centering == "mean_frame" else None
   state = train_lib.create_train_state(jax.random.PRNGKey(config.train.seed), model, tx,
                                        tuple(config.model.image_size), frame_mean)
+  # Data parallel over every device of every process (keypoints/parallel.py): the state on
+  # every device, each device a share of the batch. One device: the plain step.
+  mesh = parallel.data_mesh()
+  replicated = parallel.replicated(mesh)
   manager, restored_step, restored = run_dir_lib.restore_train_state(
-      run_dir, jax.eval_shape(lambda: train_lib.checkpoint_pytree(state)))
+      run_dir, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                            jax.eval_shape(lambda: train_lib.checkpoint_pytree(state))))
   if restored is not None:
     state = state.replace(**restored)
-  step = first_step = int(state.step)
-
-  # Data parallel over every device (keypoints/parallel.py): the state, frames and pair index
-  # on every device, each device a share of the batch. One device: the plain step.
-  mesh = parallel.data_mesh()
   state = parallel.replicate(state, mesh)
-  frames = parallel.replicate(jnp.asarray(train_set.frames), mesh)
-  pair_index = parallel.replicate(pair_index, mesh)
-  step_fn = xla.jit(functools.partial(
-      train_lib.sample_and_train, batch_size=config.train.batch_size,
-      batch_sharding=parallel.batch_sharding(mesh) if mesh.size > 1 else None),
-      donate_argnums=0)
+  step = first_step = int(state.step)
   pixel_weights = train_lib.pixel_loss_weights(train_set, config.train)
   if pixel_weights is not None:
     pixel_weights = parallel.replicate(jnp.asarray(pixel_weights), mesh)
+  if jax.process_count() == 1:  # pairs drawn inside the step, from frames on every device
+    fused = xla.jit(functools.partial(
+        train_lib.sample_and_train, batch_size=config.train.batch_size,
+        batch_sharding=parallel.batch_sharding(mesh) if mesh.size > 1 else None),
+        donate_argnums=0)
+    frames = parallel.replicate(jnp.asarray(train_set.frames), mesh)
+    pair_index = parallel.replicate(pair_index, mesh)
+    step_fn = lambda state: fused(state, frames, pair_index, pixel_weights=pixel_weights)
+  else:  # each host draws its share of the pairs from its own episodes
+    host_set = train_set.select_episodes(parallel.host_episodes(train_set.num_episodes))
+    step_fn = parallel.multihost_step(
+        mesh, host_set.frames, data_lib.make_pair_index(
+            host_set.episode_lengths, config.train.min_offset, config.train.max_offset),
+        config.train.batch_size, pixel_weights)
   # A fixed held-out batch for the held-out loss and the reconstruction picture, drawn from
   # the run's seed.
   heldout_key, eval_key, picture_key = jax.random.split(jax.random.fold_in(
@@ -115,7 +124,10 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
   gif_episode = heldout.frames[heldout.episode(0)][:config.gif_frames]
   eval_fn = xla.jit(train_lib.eval_loss)
   writer = harness.make_writer(run_dir, restored_step if restored is not None else None)
-  detector = inference.Detector(model, train_lib.model_variables(state.params, state.batch_stats))
+  # Pictures are drawn by process 0 alone, from its own copy of the parameters.
+  local_variables = lambda: parallel.local_copy(train_lib.model_variables(state.params,
+                                                                          state.batch_stats))
+  detector = inference.Detector(model, local_variables())
   reconstruct = xla.jit(lambda variables, source, target: model.apply(
       variables, source, target, rngs={"warp": picture_key}))
   logging.info("Training %s/%s (%d params) on %d frames (%d episodes), from step %d to %d",
@@ -139,7 +151,7 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
     with harness.StopRequest() as stop, tqdm(total=config.train.num_steps, initial=step,
                                              desc="train", disable=not is_main) as bar:
       while step < config.train.num_steps and not stop.requested:
-        state, metrics = step_fn(state, frames, pair_index, pixel_weights=pixel_weights)
+        state, metrics = step_fn(state)
         step += 1
         bar.update(1)
         losses.append(metrics["loss"])
@@ -159,13 +171,15 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
           sums, count = {}, 0
         if is_main and (step % config.image_every == 0 or last):
           visualize.write_training_pictures(run_dir / "images", step, detector.with_variables(
-              train_lib.model_variables(state.params, state.batch_stats)), reconstruct,
-              gif_episode, heldout_pairs)
+              local_variables()), reconstruct, gif_episode,
+              parallel.local_copy(heldout_pairs))
         if save:
+          parallel.check_replicas_agree(state.params, f"parameters at step {step}")
           run_dir_lib.save(manager, step, train_lib.checkpoint_pytree(state))
           saved_step = step
       if saved_step != step:  # the last step, or where a signal stopped the run
         check_losses()
+        parallel.check_replicas_agree(state.params, f"parameters at step {step}")
         run_dir_lib.save(manager, step, train_lib.checkpoint_pytree(state))
   finally:
     manager.wait_until_finished()

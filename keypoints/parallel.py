@@ -14,6 +14,8 @@ the order of float sums). On one device (a laptop CPU) every sharding here is a 
 
 from __future__ import annotations
 
+import functools
+import zlib
 from typing import Any, Sequence
 
 import jax
@@ -49,3 +51,67 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   if batch_size % mesh.size:
     raise ValueError(f"batch size {batch_size} does not split over {mesh.size} devices: use a "
                      f"multiple of {mesh.size} (--config.train.batch_size)")
+
+
+def local_copy(tree: Any) -> Any:
+  """This process's copy of every (replicated) array of `tree`, on its first local device: for
+  work only some processes do (pictures), which must not enter a computation over the mesh."""
+  return jax.tree.map(lambda x: x.addressable_data(0), tree)
+
+
+def host_episodes(num_episodes: int) -> range:
+  """The training episodes this process samples pairs from in a multi-host run (every
+  process_count-th, from its index); all of them for a single process.
+
+  Raises:
+    ValueError: fewer episodes than processes (one line).
+  """
+  count, index = jax.process_count(), jax.process_index()
+  if num_episodes < count:
+    raise ValueError(f"{num_episodes} training episodes cannot be shared by {count} processes: "
+                     "each needs at least one")
+  return range(index, num_episodes, count)
+
+
+def multihost_step(mesh: Mesh, frames: np.ndarray, pair_index, batch_size: int,
+                   pixel_weights: jax.Array | None = None):
+  """state -> (state, metrics): `train.sample_and_train`'s step for a run over several
+  processes. Each process draws its batch_size / process_count pairs from its own episodes
+  (`frames`, `pair_index`: its share, see `host_episodes`) with `train.host_pairs`; the shares
+  form one global batch split over the mesh, and the step runs on every device."""
+  from keypoints import train  # pylint: disable=g-import-not-at-top
+  from keypoints import xla  # pylint: disable=g-import-not-at-top
+  sample = xla.jit(functools.partial(train.host_pairs, batch_size=batch_size // jax.process_count(),
+                                     process_index=jax.process_index()))
+  train_fn = xla.jit(train.train_on_pairs, donate_argnums=0)
+  sharding = batch_sharding(mesh)
+  frames = jax.device_put(frames, jax.local_devices()[0])
+
+  def step(state):
+    pairs = sample(state.key.addressable_data(0), frames, pair_index)
+    batch = {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+             for k, v in pairs.items()}
+    return train_fn(state, batch, pixel_weights)
+
+  return step
+
+
+class ReplicaMismatch(RuntimeError):
+  """The processes of a multi-host run hold different copies of what should be replicated."""
+
+
+def check_replicas_agree(tree: Any, what: str) -> None:
+  """Raises ReplicaMismatch (one line) on every process when the processes of a multi-host run
+  hold different bytes for `tree`; a no-op for one process. Every process must call it (it
+  gathers one checksum per process), and every process raises together, so none is left
+  waiting in a collective for one that stopped."""
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  checksum = 0
+  for leaf in jax.tree.leaves(local_copy(tree)):
+    checksum = zlib.crc32(np.ascontiguousarray(np.asarray(leaf)).tobytes(), checksum)
+  checksums = np.asarray(multihost_utils.process_allgather(np.array([checksum], np.uint32)))
+  if len(set(checksums.ravel().tolist())) > 1:
+    raise ReplicaMismatch(f"the processes hold different {what} (checksums "
+                          f"{checksums.ravel().tolist()}): the replicas have diverged")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,8 @@ import numpy as np
 import pytest
 
 from keypoints import parallel
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _SCRIPT = textwrap.dedent("""
     import functools, json
@@ -63,7 +66,7 @@ def _run(norm: str, steps: int) -> dict:
              JAX_PLATFORMS="cpu")
   script = _SCRIPT.replace("NORM", repr(norm)).replace("STEPS", str(steps))
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=env, cwd=os.path.dirname(os.path.dirname(__file__)), timeout=600)
+                          env=env, cwd=_ROOT, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -97,3 +100,44 @@ def test_a_batch_that_does_not_split_over_the_devices_is_refused():
   parallel.check_batch_size(7, parallel.data_mesh(jax.devices()[:1]))  # one device: any
   with pytest.raises(ValueError, match="does not split over 4 devices"):
     parallel.check_batch_size(6, type("FourDevices", (), {"size": 4})())
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_together_and_one_process_resumes_their_checkpoint(sprites_dir,
+                                                                                 tmp_path):
+  run_dir = tmp_path / "run"
+  cmd = [sys.executable, "-m", "experiments.train_transporter",
+         "--config=experiments/configs/sprites.py", f"--config.dataset.path={sprites_dir}",
+         f"--run_dir={run_dir}", "--config.model.image_size=(16, 16)",
+         "--config.model.num_keypoints=3", "--config.train.batch_size=4",
+         "--config.checkpoint_every=5", "--config.image_every=10", "--config.log_every=5",
+         "--config.gif_frames=4"]
+  port = _free_port()
+  # Two hosts on this machine (one CPU device each), JAX's own runtime and CPU collectives.
+  procs = [subprocess.Popen(cmd + ["--config.train.num_steps=10",
+                                   f"--coordinator_address=127.0.0.1:{port}",
+                                   "--num_processes=2", f"--process_id={i}"],
+                            cwd=_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+           for i in range(2)]
+  errors = [p.communicate(timeout=600)[1] for p in procs]
+  for p, err in zip(procs, errors):
+    # Each checkpoint first checks that both processes hold the same parameters.
+    assert p.returncode == 0, err[-3000:]
+  rows = (run_dir / "metrics.csv").read_text().splitlines()
+  assert [r.split(",")[0] for r in rows[1:]] == ["5", "10"]  # one writer: process 0
+  assert (run_dir / "checkpoints" / "10").is_dir()
+  # One process restores the two-process checkpoint and trains on.
+  result = subprocess.run(cmd + ["--config.train.num_steps=15"], cwd=_ROOT, capture_output=True,
+                          text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Restoring checkpoint of step 10" in result.stderr
+  rows = (run_dir / "metrics.csv").read_text().splitlines()
+  assert [r.split(",")[0] for r in rows[1:]] == ["5", "10", "15"]
+  loss = float(rows[-1].split(",")[rows[0].split(",").index("loss")])
+  assert np.isfinite(loss)
