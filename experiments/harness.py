@@ -46,10 +46,28 @@ def run(main: Callable[[list[str]], None]) -> None:
 
 
 def initialize_distributed(coordinator_address: str | None, num_processes: int | None,
-                           process_id: int | None) -> None:
-  """Joins a multi-host job (TPU pods, GPU clusters); a no-op for a single process."""
-  if coordinator_address or (num_processes or 1) > 1:
-    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+                           process_id: int | None, auto: bool = False) -> None:
+  """Joins a multi-host job (TPU pods, GPU clusters); a no-op for a single process.
+
+  Explicit: the coordinator's address, the number of processes and this one's index. `auto`:
+  JAX detects the cluster (TPU pod metadata, SLURM's environment, ...) and gets all three
+  from it. Bad or half-given flags end in one `error: ...` line."""
+  explicit = coordinator_address or (num_processes or 1) > 1 or process_id is not None
+  if auto and explicit:
+    sys.exit("error: give either --auto_distributed or --coordinator_address / --num_processes "
+             "/ --process_id, not both")
+  if explicit and (not coordinator_address or num_processes is None or process_id is None):
+    sys.exit("error: multi-host training needs all of --coordinator_address, --num_processes "
+             "and --process_id")
+  if explicit and not 0 <= process_id < num_processes:
+    sys.exit(f"error: --process_id must be in [0, {num_processes}), got {process_id}")
+  try:
+    if auto:
+      jax.distributed.initialize()
+    elif explicit:
+      jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  except (RuntimeError, ValueError) as e:
+    sys.exit(f"error: could not join the multi-host job: {' '.join(str(e).split())[:300]}")
 
 
 def validate_cadence(config: ml_collections.ConfigDict) -> None:

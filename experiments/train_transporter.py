@@ -46,12 +46,17 @@ _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0 for multi-host training.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of hosts in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index in the job.")
+_AUTO_DISTRIBUTED = flags.DEFINE_bool(
+    "auto_distributed", False, "Join a multi-host job whose hosts JAX finds by itself (a TPU "
+    "pod, a SLURM job, ...: jax.distributed.initialize() without arguments) instead of "
+    "--coordinator_address / --num_processes / --process_id.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  harness.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  harness.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                 _AUTO_DISTRIBUTED.value)
   config = _CONFIG.value
   is_main = jax.process_index() == 0
   try:

@@ -140,3 +140,17 @@ def test_two_processes_train_together_and_one_process_resumes_their_checkpoint(s
   frames = data.load_dataset(sprites_dir).frames[:4]
   xy = detect(frames)
   assert xy.shape == (4, 3, 2) and np.isfinite(xy).all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("127.0.0.1:1", 2, None), "needs all of --coordinator_address, --num_processes"),
+    ((None, 2, 0), "needs all of --coordinator_address, --num_processes"),
+    (("127.0.0.1:1", 2, 2), r"--process_id must be in \[0, 2\), got 2"),
+])
+def test_half_given_or_bad_multihost_flags_are_one_error_line(args, message):
+  from experiments import harness  # pylint: disable=g-import-not-at-top
+  with pytest.raises(SystemExit, match=f"^error: .*{message}"):
+    harness.initialize_distributed(*args)
+  with pytest.raises(SystemExit, match="either --auto_distributed or"):
+    harness.initialize_distributed("127.0.0.1:1", 2, 0, auto=True)
+  harness.initialize_distributed(None, None, None)  # one process: nothing to join
