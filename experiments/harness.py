@@ -70,6 +70,27 @@ def initialize_distributed(coordinator_address: str | None, num_processes: int |
     sys.exit(f"error: could not join the multi-host job: {' '.join(str(e).split())[:300]}")
 
 
+def steps_per_dispatch(requested: int, periods: Mapping[str, int],
+                       backend: str | None = None) -> int:
+  """Training steps per jitted call (`--steps_per_dispatch`): `requested`, or for 0 one on the
+  CPU (XLA:CPU runs convolutions inside a loop more than ten times slower than at the top
+  level) and, elsewhere, the largest divisor of 50 that divides every period (so that logs,
+  pictures and checkpoints fall on whole dispatches). ValueError (one line) for a requested
+  count that does not divide a period; `periods` maps each period's flag name to its value."""
+  if requested < 0:
+    raise ValueError(f"--steps_per_dispatch must be >= 0, got {requested}")
+  if requested == 0:
+    if (backend or jax.default_backend()) == "cpu":
+      return 1
+    return max(n for n in range(1, 51) if 50 % n == 0 and all(p % n == 0
+                                                              for p in periods.values()))
+  for name, period in periods.items():
+    if period % requested:
+      raise ValueError(f"{name} ({period}) is not a multiple of --steps_per_dispatch "
+                       f"({requested})")
+  return requested
+
+
 def validate_cadence(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError (one line) for a logging / picture / checkpoint period that is not > 0."""
   for field in ("log_every", "image_every", "checkpoint_every", "gif_frames"):

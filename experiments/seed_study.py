@@ -46,7 +46,7 @@ _OUT = flags.DEFINE_string("out", None, "JSON file for the results (rewritten af
 _NAME = flags.DEFINE_string("name", None, "Label stored in the JSON (default: the file's stem).")
 _STEPS_PER_DISPATCH = flags.DEFINE_integer(
     "steps_per_dispatch", 0, "Training steps per jitted call (lax.scan); 0: 1 on the CPU, where "
-    "convolutions in a loop run slowly, else 50.")
+    "convolutions in a loop run slowly, else the largest divisor of 50 that divides num_steps.")
 _LOG_EVERY = flags.DEFINE_integer("log_every", 50, "Record loss and spread every this many "
                                   "steps (rounded up to whole dispatches).")
 _THRESHOLD = flags.DEFINE_float("threshold", 8.0, "A keypoint is on an object within this many "
@@ -64,12 +64,12 @@ def train_seed(config, seed: int, model, tx, frame_mean, frames, pair_index, ste
     state, metrics = step_fn(state, frames, pair_index)
     step += chunk
     if step % log_every < chunk or step >= config.train.num_steps:
-      loss = float(metrics["loss"])
+      loss = float(np.mean(metrics["loss"]))  # over the dispatch's steps
       if not np.isfinite(loss):
         raise FloatingPointError(f"seed {seed}: the loss is {loss} at step {step}")
       curves["step"].append(step)
       curves["loss"].append(loss)
-      curves["keypoint_spread"].append(float(metrics["keypoint_spread"]))
+      curves["keypoint_spread"].append(float(np.mean(metrics["keypoint_spread"])))
   return state, curves
 
 
@@ -82,10 +82,8 @@ def main(argv):
     configs_lib.validate(config.model, config.train)
     train_set, heldout = data_lib.load_split(config.dataset.path, config.dataset.max_episodes,
                                              config.dataset.heldout_episodes)
-    chunk = _STEPS_PER_DISPATCH.value or (1 if jax.default_backend() == "cpu" else 50)
-    if config.train.num_steps % chunk:
-      raise ValueError(f"num_steps {config.train.num_steps} is not a multiple of "
-                       f"--steps_per_dispatch {chunk}")
+    chunk = harness.steps_per_dispatch(_STEPS_PER_DISPATCH.value,
+                                       {"config.train.num_steps": config.train.num_steps})
   except (ValueError, data_lib.DatasetError) as e:
     sys.exit(f"error: {e}")
 

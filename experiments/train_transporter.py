@@ -50,6 +50,11 @@ _AUTO_DISTRIBUTED = flags.DEFINE_bool(
     "auto_distributed", False, "Join a multi-host job whose hosts JAX finds by itself (a TPU "
     "pod, a SLURM job, ...: jax.distributed.initialize() without arguments) instead of "
     "--coordinator_address / --num_processes / --process_id.")
+_STEPS_PER_DISPATCH = flags.DEFINE_integer(
+    "steps_per_dispatch", 0, "Training steps per jitted call (lax.scan; the same steps as one "
+    "call each). 0: one on the CPU, where convolutions inside a loop run slowly, and on an "
+    "accelerator the largest divisor of 50 that divides log_every, image_every and "
+    "checkpoint_every; a number given must divide all three. Multi-host runs take one.")
 
 
 def main(argv):
@@ -63,6 +68,14 @@ def main(argv):
     configs_lib.validate(config.model, config.train)
     harness.validate_cadence(config)
     parallel.check_batch_size(config.train.batch_size, parallel.data_mesh())
+    chunk = harness.steps_per_dispatch(_STEPS_PER_DISPATCH.value, {
+        f"config.{name}": int(config[name]) for name in ("log_every", "image_every",
+                                                         "checkpoint_every")})
+    if jax.process_count() > 1 and chunk > 1:
+      if _STEPS_PER_DISPATCH.value:
+        raise ValueError("a multi-host run takes one step per dispatch (each host draws its "
+                         "pairs between steps); leave out --steps_per_dispatch")
+      chunk = 1
     train_set, heldout = data_lib.load_split(config.dataset.path, config.dataset.max_episodes,
                                              config.dataset.heldout_episodes)
     if tuple(train_set.frames.shape[1:3]) != tuple(config.model.image_size):
@@ -74,14 +87,15 @@ def main(argv):
     # Only process 0 holds the lock: on a shared file system all hosts see one directory.
     with run_dir_lib.Lock(_RUN_DIR.value) if is_main else contextlib.nullcontext():
       run_dir = run_dir_lib.prepare(_RUN_DIR.value, config, write=is_main)
-      train(config, run_dir, train_set, heldout, pair_index, is_main)
+      train(config, run_dir, train_set, heldout, pair_index, is_main, chunk)
   except (ValueError, FileNotFoundError, FloatingPointError, parallel.ReplicaMismatch) as e:
     sys.exit(f"error: {e}")
 
 
-def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
+def train(config, run_dir, train_set, heldout, pair_index, is_main, chunk) -> None:
   """Trains from the run directory's newest readable checkpoint (or from scratch) to
-  config.train.num_steps, logging, drawing and checkpointing on the config's cadence."""
+  config.train.num_steps, `chunk` steps per dispatch, logging, drawing and checkpointing on the
+  config's cadence."""
   model = train_lib.build_model(config.model)
   tx = train_lib.build_optimizer(config.train)
   frame_mean = train_set.mean_frame() if config.model.centering == "mean_frame" else None
@@ -101,20 +115,36 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
   pixel_weights = train_lib.pixel_loss_weights(train_set, config.train)
   if pixel_weights is not None:
     pixel_weights = parallel.replicate(jnp.asarray(pixel_weights), mesh)
+  # steps_fn(state, n) -> (state, metrics of each of the n steps, [n]).
   if jax.process_count() == 1:  # pairs drawn inside the step, from frames on every device
-    fused = xla.jit(functools.partial(
-        train_lib.sample_and_train, batch_size=config.train.batch_size,
-        batch_sharding=parallel.batch_sharding(mesh) if mesh.size > 1 else None),
-        donate_argnums=0)
+    common = dict(batch_size=config.train.batch_size, pixel_weights=pixel_weights,
+                  batch_sharding=parallel.batch_sharding(mesh) if mesh.size > 1 else None)
+
+    def one(state, frames, pair_index):
+      state, metrics = train_lib.sample_and_train(state, frames, pair_index, **common)
+      return state, jax.tree.map(lambda m: m[None], metrics)
+
+    fused = {}  # one compiled function per dispatch length (the chunk; a shorter last one)
+
+    def steps_fn(state, n):
+      if n not in fused:
+        fused[n] = xla.jit(one if n == 1 else functools.partial(
+            train_lib.sample_and_train_steps, num_steps=n, **common), donate_argnums=0)
+      return fused[n](state, frames, pair_index)
+
     frames = parallel.replicate(jnp.asarray(train_set.frames), mesh)
     pair_index = parallel.replicate(pair_index, mesh)
-    step_fn = lambda state: fused(state, frames, pair_index, pixel_weights=pixel_weights)
   else:  # each host draws its share of the pairs from its own episodes
     host_set = train_set.select_episodes(parallel.host_episodes(train_set.num_episodes))
-    step_fn = parallel.multihost_step(
+    multihost = parallel.multihost_step(
         mesh, host_set.frames, data_lib.make_pair_index(
             host_set.episode_lengths, config.train.min_offset, config.train.max_offset),
         config.train.batch_size, pixel_weights)
+
+    def steps_fn(state, n):
+      assert n == 1, n
+      state, metrics = multihost(state)
+      return state, jax.tree.map(lambda m: m[None], metrics)
   # A fixed held-out batch for the held-out loss and the reconstruction picture, drawn from
   # the run's seed.
   heldout_key, eval_key, picture_key = jax.random.split(jax.random.fold_in(
@@ -135,16 +165,17 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
   detector = inference.Detector(model, local_variables())
   reconstruct = xla.jit(lambda variables, source, target: model.apply(
       variables, source, target, rngs={"warp": picture_key}))
-  logging.info("Training %s/%s (%d params) on %d frames (%d episodes), from step %d to %d",
-               config.model.model_type, config.model.arch,
+  logging.info("Training %s/%s (%d params) on %d frames (%d episodes), from step %d to %d, "
+               "%d step(s) per dispatch", config.model.model_type, config.model.arch,
                sum(x.size for x in jax.tree.leaves(state.params)),
-               len(train_set.frames), train_set.num_episodes, step, config.train.num_steps)
+               len(train_set.frames), train_set.num_episodes, step, config.train.num_steps,
+               chunk)
 
   sums, count, losses = {}, 0, []
   saved_step = step
 
   def check_losses():
-    bad = train_lib.first_non_finite(losses, step - len(losses) + 1)
+    bad = train_lib.first_non_finite(losses, step - sum(len(x) for x in losses) + 1)
     if bad is not None:
       raise run_dir_lib.NonFiniteError(
           f"the loss is {bad[1]} at step {bad[0]}: training diverged (learning rate "
@@ -156,13 +187,16 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main) -> None:
     with harness.StopRequest() as stop, tqdm(total=config.train.num_steps, initial=step,
                                              desc="train", disable=not is_main) as bar:
       while step < config.train.num_steps and not stop.requested:
-        state, metrics = step_fn(state)
-        step += 1
-        bar.update(1)
+        # Up to the next multiple of the chunk (after a resume from a signal's checkpoint), and
+        # never past the end.
+        n = min(chunk - step % chunk, config.train.num_steps - step)
+        state, metrics = steps_fn(state, n)
+        step += n
+        bar.update(n)
         losses.append(metrics["loss"])
         for k, v in metrics.items():
-          sums[k] = sums.get(k, 0.0) + v
-        count += 1
+          sums[k] = sums.get(k, 0.0) + jnp.sum(v)
+        count += n
         last = step == config.train.num_steps
         log = step % config.log_every == 0 or last
         save = step % config.checkpoint_every == 0

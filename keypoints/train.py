@@ -234,7 +234,8 @@ def sample_and_train_steps(state: TrainState, frames: jax.Array, pair_index: dat
                            pixel_weights: jax.Array | None = None,
                            batch_sharding: jax.sharding.Sharding | None = None,
                            ) -> tuple[TrainState, dict]:
-  """`num_steps` calls of `sample_and_train` in one dispatch (lax.scan); metrics are their means.
+  """`num_steps` calls of `sample_and_train` in one dispatch (lax.scan); every metric comes back
+  stacked, [num_steps].
 
   For accelerators, where a step is launch-bound; the CPU keeps one step per dispatch (see
   `sample_and_train`). The steps are the same as `num_steps` separate calls.
@@ -243,8 +244,7 @@ def sample_and_train_steps(state: TrainState, frames: jax.Array, pair_index: dat
     return sample_and_train(carry, frames, pair_index, batch_size, pixel_weights,
                             batch_sharding)
 
-  state, metrics = jax.lax.scan(body, state, None, length=num_steps)
-  return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+  return jax.lax.scan(body, state, None, length=num_steps)
 
 
 def eval_loss(state: TrainState, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
@@ -254,9 +254,10 @@ def eval_loss(state: TrainState, batch: dict[str, jax.Array], key: jax.Array) ->
 
 
 def first_non_finite(losses: list[jax.Array], first_step: int) -> tuple[int, float] | None:
-  """(step, value) of the first NaN / infinite loss among consecutive steps' losses, or None."""
+  """(step, value) of the first NaN / infinite loss among consecutive steps' losses (scalars,
+  or [n] arrays of n steps each), or None."""
   if not losses:
     return None
-  values = np.asarray(jnp.stack(losses))
+  values = np.concatenate([np.atleast_1d(np.asarray(x)) for x in losses])
   bad = np.flatnonzero(~np.isfinite(values))
   return (first_step + int(bad[0]), float(values[bad[0]])) if len(bad) else None
