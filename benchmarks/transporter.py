@@ -2,11 +2,16 @@
 
   python -m benchmarks.transporter                 # default Atari config, batch 32 and 64
   python -m benchmarks.transporter --archs=deepmind,paper --torch  # + a PyTorch twin, side by side
+  # an accelerator's fast path: 50 steps per dispatch, bfloat16 convolutions as well
+  python -m benchmarks.transporter --batch_sizes=32,64,256,1024 --steps_per_dispatch=50 \
+      --compute_dtypes=float32,bfloat16
 
 Rows:
   train/<arch>/b<B>   pairs/s of the jitted train step (sampling included), its achieved GFLOP/s
-                      (XLA's own FLOP count of the compiled step / time) and the process's peak RSS
-                      (the maximum so far: earlier rows' memory counts too).
+                      (XLA's own FLOP count of the compiled step / time), ms per step, the
+                      process's peak RSS (the maximum so far: earlier rows' memory counts too)
+                      and, on an accelerator, the device's peak memory. A "/bf16" suffix: the
+                      step with bfloat16 convolutions (configs: compute_dtype).
   ceiling/matmul      GFLOP/s of a 2048^3 float32 matmul: what this CPU can do at best.
   ceiling/conv        GFLOP/s of a 3x3 64->64 conv forward at 40x40, batch 32.
   detect/<arch>/b1    median latency of the detector on one raw 210x160 Atari frame (resize
@@ -42,6 +47,11 @@ _KEYPOINTS = flags.DEFINE_integer("num_keypoints", 4, "K.")
 _SIZE = flags.DEFINE_integer("size", 80, "Model image height and width.")
 _TORCH = flags.DEFINE_bool("torch", False, "Also time a PyTorch twin of the model, if installed.")
 _JSON = flags.DEFINE_string("json_out", None, "Also write the rows to this JSON file.")
+_DTYPES = flags.DEFINE_list("compute_dtypes", ["float32"],
+                            "Compute dtypes of the train-step rows (float32, bfloat16).")
+_PER_DISPATCH = flags.DEFINE_integer(
+    "steps_per_dispatch", 1, "Train steps per jitted call (lax.scan), as train_transporter's "
+    "flag; rows report per-step numbers.", lower_bound=1)
 
 
 def peak_rss_mib() -> float:
@@ -73,10 +83,19 @@ def ceiling_rows() -> list[dict]:
           {"name": "ceiling/conv", "gflops": conv_flops / tc / 1e9}]
 
 
-def _train_step_fn(arch: str, batch: int):
-  """(run one jitted train step, XLA's FLOP count of the step) for random frames."""
+def peak_device_mib() -> float | None:
+  """The default device's peak memory in use so far (accelerators; None where not reported)."""
+  stats = jax.devices()[0].memory_stats() or {}
+  peak = stats.get("peak_bytes_in_use")
+  return None if peak is None else peak / 2**20
+
+
+def _train_step_fn(arch: str, batch: int, dtype: str = "float32", per_dispatch: int = 1):
+  """(run one jitted call of `per_dispatch` train steps, XLA's FLOP count of the call) for
+  random frames."""
   size = _SIZE.value
-  mc = configs.model_config(arch, num_keypoints=_KEYPOINTS.value, image_size=(size, size))
+  mc = configs.model_config(arch, num_keypoints=_KEYPOINTS.value, image_size=(size, size),
+                            compute_dtype=dtype)
   tc = configs.train_config(batch_size=batch)
   model = train_lib.build_model(mc)
   state = train_lib.create_train_state(jax.random.PRNGKey(0), model,
@@ -84,11 +103,17 @@ def _train_step_fn(arch: str, batch: int):
   rng = np.random.default_rng(0)
   frames = jnp.asarray(rng.integers(0, 256, (400, size, size, 3), dtype=np.uint8))
   index = data_lib.make_pair_index(np.full(4, 100), 1, 20)
-  step = xla.jit(lambda s, f, i: train_lib.sample_and_train(s, f, i, batch))
-  compiled = step.lower(state, frames, index).compile()
+  one_step = xla.jit(lambda s, f, i: train_lib.sample_and_train(s, f, i, batch),
+                     donate_argnums=0)
+  compiled = one_step.lower(state, frames, index).compile()
+  # XLA counts a loop's body once, so the FLOPs are those of one step, times per_dispatch.
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+  flops = per_dispatch * float(cost.get("flops", float("nan"))) if cost else float("nan")
+  if per_dispatch > 1:
+    compiled = xla.jit(lambda s, f, i: train_lib.sample_and_train_steps(s, f, i, batch,
+                                                                        per_dispatch),
+                       donate_argnums=0).lower(state, frames, index).compile()
   holder = [state]
 
   def run():
@@ -107,13 +132,15 @@ def _torch_step_fn(arch: str, batch: int):
   return torch_twin.make_train_step(arch, batch, _SIZE.value, _KEYPOINTS.value)
 
 
-def train_rows(arch: str, batch: int, steps: int, with_torch: bool) -> list[dict]:
+def train_rows(arch: str, batch: int, steps: int, with_torch: bool, dtype: str = "float32",
+               per_dispatch: int = 1) -> list[dict]:
   """The JAX step's row and, with `with_torch`, the PyTorch twin's. Their timed steps alternate
   (after one warm-up each), so that drift in the machine's speed slows both alike."""
-  jax_step, flops = _train_step_fn(arch, batch)
+  jax_step, flops = _train_step_fn(arch, batch, dtype, per_dispatch)
   jax_step()  # warm-up, then the process's peak memory before the twin allocates anything
-  rss = peak_rss_mib()
-  steps_by_name = {f"train/{arch}/b{batch}": jax_step}
+  rss, device_mib = peak_rss_mib(), peak_device_mib()
+  jax_name = f"train/{arch}/b{batch}" + ("/bf16" if dtype == "bfloat16" else "")
+  steps_by_name = {jax_name: jax_step}
   torch_step = _torch_step_fn(arch, batch) if with_torch else None
   if torch_step is not None:
     torch_step()
@@ -127,9 +154,14 @@ def train_rows(arch: str, batch: int, steps: int, with_torch: bool) -> list[dict
   rows = []
   for name in steps_by_name:
     t = statistics.median(times[name])
+    if name == jax_name:  # a call runs per_dispatch steps
+      t, flops_per_step = t / per_dispatch, flops / per_dispatch
     row = {"name": name, "pairs_per_s": batch / t, "ms": t * 1e3}
-    if name.startswith("train/"):
-      row.update(gflops=flops / t / 1e9, gflop_per_step=flops / 1e9, peak_rss_mib=rss)
+    if name == jax_name:
+      row.update(gflops=flops_per_step / t / 1e9, gflop_per_step=flops_per_step / 1e9,
+                 peak_rss_mib=rss, steps_per_dispatch=per_dispatch)
+      if device_mib is not None:
+        row["peak_device_mib"] = device_mib
     rows.append(row)
   return rows
 
@@ -152,7 +184,8 @@ def detect_rows(arch: str) -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-  cols = ["name", "pairs_per_s", "ms", "gflops", "gflop_per_step", "peak_rss_mib"]
+  cols = ["name", "pairs_per_s", "ms", "gflops", "gflop_per_step", "peak_rss_mib",
+          "peak_device_mib"]
   print(" | ".join(f"{c:>22}" if i == 0 else f"{c:>14}" for i, c in enumerate(cols)))
   for r in rows:
     cells = []
@@ -168,7 +201,9 @@ def main(argv):
   rows = ceiling_rows()
   for arch in _ARCHS.value:
     for b in _BATCHES.value:
-      rows += train_rows(arch, int(b), _STEPS.value, _TORCH.value)
+      for dtype in _DTYPES.value:
+        rows += train_rows(arch, int(b), _STEPS.value, _TORCH.value and dtype == "float32",
+                           dtype, _PER_DISPATCH.value)
     rows += detect_rows(arch)
   print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
   print_table(rows)

@@ -60,11 +60,13 @@ class LandmarkNet(nn.Module):
   kernels: tuple[int, ...]
   strides: tuple[int, ...]
   norm: str = "instance"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
-    x = networks.Encoder(self.filters, self.kernels, self.strides, self.norm)(images, train)
-    logits = networks.conv(self.num_keypoints + 1, 1)(x)
+    x = networks.Encoder(self.filters, self.kernels, self.strides, self.norm, self.dtype)(
+        images, train)
+    logits = networks.conv(self.num_keypoints + 1, 1, dtype=self.dtype)(x).astype(jnp.float32)
     response = jax.nn.softmax(logits, axis=-1)[..., :self.num_keypoints]
     dist = response / (jnp.sum(response, axis=(1, 2), keepdims=True) + 1e-8)
     return distribution_mean(dist), dist
@@ -168,7 +170,7 @@ class Zhang(networks.KeypointAutoencoder):
 
   def make_keypointer(self) -> nn.Module:
     return LandmarkNet(self.num_keypoints, tuple(self.filters), tuple(self.kernels),
-                       tuple(self.strides), self.norm)
+                       tuple(self.strides), self.norm, self.dtype)
 
   def __call__(self, source: jax.Array, target: jax.Array, train: bool = False) -> dict[str, Any]:
     del source  # an image model: each pair contributes its target frame

@@ -31,6 +31,7 @@ NORMS = networks.NORMS
 SOFTMAX_KINDS = keypoint_ops.SOFTMAX_KINDS
 LR_SCHEDULES = ("exponential", "cosine")
 LOSS_WEIGHTINGS = ("uniform", "inverse_std")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def model_config(arch: str = "deepmind", **overrides) -> ml_collections.ConfigDict:
@@ -54,6 +55,10 @@ def model_config(arch: str = "deepmind", **overrides) -> ml_collections.ConfigDi
       # in ~400 steps instead of ~900, and small Atari objects are found at all on a CPU budget.
       # "constant": frames minus 0.5, as in the reference.
       centering="mean_frame",
+      # What the convolutions compute in: "float32", or "bfloat16" (parameters, normalisation
+      # statistics, keypoints, transport and the loss stay float32) for accelerators' fast
+      # path; XLA:CPU runs bfloat16 convolutions slowly, so the CPU keeps float32.
+      compute_dtype="float32",
       # Zhang et al.'s regularisers (used only by model_type "zhang"; keypoints.baselines).
       zhang=ml_collections.ConfigDict(dict(baselines.ZHANG_DEFAULTS)),
       **{k: tuple(v) if isinstance(v, tuple) else v for k, v in ARCHITECTURES[arch].items()},
@@ -104,6 +109,9 @@ def validate(model: ml_collections.ConfigDict, train: ml_collections.ConfigDict 
     raise ValueError(f"norm must be one of {NORMS}, got {model.norm!r}")
   if model.softmax not in SOFTMAX_KINDS:
     raise ValueError(f"softmax must be one of {SOFTMAX_KINDS}, got {model.softmax!r}")
+  if model.compute_dtype not in COMPUTE_DTYPES:
+    raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got "
+                     f"{model.compute_dtype!r}")
   if model.gauss_std <= 0:
     raise ValueError(f"gauss_std must be > 0, got {model.gauss_std}")
   if len({len(model.filters), len(model.kernels), len(model.strides)}) != 1:

@@ -107,9 +107,12 @@ class Norm(nn.Module):
     raise ValueError(f"unknown normalisation {self.kind!r}; expected one of {NORMS}")
 
 
-def conv(features: int, kernel: int, stride: int = 1, use_bias: bool = True) -> nn.Conv:
+def conv(features: int, kernel: int, stride: int = 1, use_bias: bool = True,
+         dtype: Any = jnp.float32) -> nn.Conv:
+  """A SAME-padded conv with the reference's initialisation; float32 parameters, computed in
+  `dtype` (inputs and outputs cast to it)."""
   return nn.Conv(features, (kernel, kernel), (stride, stride), padding="SAME", use_bias=use_bias,
-                 kernel_init=reference_init)
+                 kernel_init=reference_init, dtype=dtype, param_dtype=jnp.float32)
 
 
 class ConvBlock(nn.Module):
@@ -117,32 +120,37 @@ class ConvBlock(nn.Module):
 
   The conv has no bias under instance and batch norm: they subtract every channel's mean, so
   a bias would cancel exactly (its gradient is zero) and only cost a pass over the activations.
+  The conv computes in `dtype` (bfloat16 for the accelerators' fast path); the norm's
+  statistics are always float32, and the block's output is in `dtype`.
   """
   features: int
   kernel: int
   stride: int
   norm: str
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = conv(self.features, self.kernel, self.stride,
-             use_bias=self.norm not in ("instance", "batch"))(x)
-    return nn.relu(Norm(self.norm)(x, train))
+             use_bias=self.norm not in ("instance", "batch"), dtype=self.dtype)(x)
+    return nn.relu(Norm(self.norm)(x.astype(jnp.float32), train).astype(self.dtype))
 
 
 class Encoder(nn.Module):
-  """A plain conv stack (Phi, and the trunk of Psi): [B, H, W, 3] -> [B, H/s, W/s, C]."""
+  """A plain conv stack (Phi, and the trunk of Psi): [B, H, W, 3] -> float32 [B, H/s, W/s, C],
+  computed in `dtype`."""
   filters: Sequence[int]
   kernels: Sequence[int]
   strides: Sequence[int]
   norm: str = "instance"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     x = images
     for f, k, s in zip(self.filters, self.kernels, self.strides, strict=True):
-      x = ConvBlock(f, k, s, self.norm)(x, train)
-    return x
+      x = ConvBlock(f, k, s, self.norm, self.dtype)(x, train)
+    return x.astype(jnp.float32)
 
 
 class KeypointNet(nn.Module):
@@ -151,7 +159,8 @@ class KeypointNet(nn.Module):
   `softmax` picks the readout (`keypoint_ops.spatial_softmax`); `coord_channels` appends x and y
   channels to the input so the heatmaps can depend on where a cell is.
 
-  Returns keypoints [B, K, 2] and the raw heatmap logits [B, h, w, K].
+  Returns keypoints [B, K, 2] and the raw heatmap logits [B, h, w, K] (float32, whatever the
+  compute `dtype`).
   """
   num_keypoints: int
   filters: Sequence[int]
@@ -160,13 +169,14 @@ class KeypointNet(nn.Module):
   norm: str = "instance"
   softmax: str = "axis"
   coord_channels: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
     if self.coord_channels:
       images = keypoint_ops.coordinate_channels(images)
-    x = Encoder(self.filters, self.kernels, self.strides, self.norm)(images, train)
-    logits = conv(self.num_keypoints, 1)(x)
+    x = Encoder(self.filters, self.kernels, self.strides, self.norm, self.dtype)(images, train)
+    logits = conv(self.num_keypoints, 1, dtype=self.dtype)(x).astype(jnp.float32)
     return keypoint_ops.spatial_softmax(logits, self.softmax), logits
 
 
@@ -174,12 +184,14 @@ class RefineNet(nn.Module):
   """Decoder mirroring the encoder: conv pairs and bilinear upsampling back to the image size.
 
   At each feature scale two 3x3 conv blocks, then a bilinear x2 upsampling with the filters
-  halved; at the image scale one 3x3 conv block and a final *linear* 3x3 conv to RGB.
+  halved; at the image scale one 3x3 conv block and a final *linear* 3x3 conv to RGB
+  (float32 out, whatever the compute `dtype`).
   """
   initial_filters: int
   output_size: tuple[int, int]
   norm: str = "instance"
   output_channels: int = 3
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, features: jax.Array, train: bool = False) -> jax.Array:
@@ -187,13 +199,13 @@ class RefineNet(nn.Module):
     filters = self.initial_filters
     height, width = self.output_size
     while x.shape[1] < height:
-      x = ConvBlock(filters, 3, 1, self.norm)(x, train)
-      x = ConvBlock(filters, 3, 1, self.norm)(x, train)
+      x = ConvBlock(filters, 3, 1, self.norm, self.dtype)(x, train)
+      x = ConvBlock(filters, 3, 1, self.norm, self.dtype)(x, train)
       new_h, new_w = min(2 * x.shape[1], height), min(2 * x.shape[2], width)
       x = jax.image.resize(x, (x.shape[0], new_h, new_w, x.shape[3]), "bilinear")
       filters = max(filters // 2, 8)
-    x = ConvBlock(filters, 3, 1, self.norm)(x, train)
-    return conv(self.output_channels, 3)(x)
+    x = ConvBlock(filters, 3, 1, self.norm, self.dtype)(x, train)
+    return conv(self.output_channels, 3, dtype=self.dtype)(x).astype(jnp.float32)
 
 
 class KeypointAutoencoder(nn.Module):
@@ -214,6 +226,9 @@ class KeypointAutoencoder(nn.Module):
   norm: str = "instance"
   softmax: str = "axis"
   coord_channels: bool = False
+  # What the convolutions compute in (configs: compute_dtype): float32, or bfloat16 with
+  # float32 parameters, norm statistics, keypoints, transport and loss.
+  dtype: Any = jnp.float32
 
   def setup(self):
     # Subtracted from every input frame (and from the reconstruction target). 0.5 by default;
@@ -221,13 +236,14 @@ class KeypointAutoencoder(nn.Module):
     # Never trained: only read through stop_gradient.
     self.frame_mean = self.param("frame_mean", nn.initializers.constant(0.5),
                                  (*self.image_size, 3))
-    self.encoder = Encoder(self.filters, self.kernels, self.strides, self.norm)
+    self.encoder = Encoder(self.filters, self.kernels, self.strides, self.norm, self.dtype)
     self.keypointer = self.make_keypointer()
-    self.decoder = RefineNet(self.decoder_filters, tuple(self.image_size), self.norm)
+    self.decoder = RefineNet(self.decoder_filters, tuple(self.image_size), self.norm,
+                             dtype=self.dtype)
 
   def make_keypointer(self) -> nn.Module:
     return KeypointNet(self.num_keypoints, self.filters, self.kernels, self.strides, self.norm,
-                       self.softmax, self.coord_channels)
+                       self.softmax, self.coord_channels, self.dtype)
 
   def _normalize(self, images: jax.Array) -> jax.Array:
     return normalize_images(images, jax.lax.stop_gradient(self.frame_mean))

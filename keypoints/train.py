@@ -57,7 +57,8 @@ def build_model(model_config: ml_collections.ConfigDict) -> networks.KeypointAut
       strides=tuple(model_config.strides),
       decoder_filters=model_config.decoder_filters,
       gauss_std=model_config.gauss_std,
-      norm=model_config.norm)
+      norm=model_config.norm,
+      dtype=jnp.dtype(model_config.compute_dtype))
   psi = dict(softmax=model_config.softmax, coord_channels=bool(model_config.coord_channels))
   model_type = model_config.model_type
   if model_type == "transporter":

@@ -9,7 +9,8 @@ def test_benchmark_writes_its_table_and_json(tmp_path):
   out = tmp_path / "bench.json"
   result = subprocess.run(
       [sys.executable, "-m", "benchmarks.transporter", "--archs=deepmind", "--batch_sizes=2",
-       "--steps=1", "--size=16", f"--json_out={out}"],
+       "--steps=1", "--size=16", "--compute_dtypes=float32,bfloat16", "--steps_per_dispatch=2",
+       f"--json_out={out}"],
       capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   rows = {r["name"]: r for r in json.loads(out.read_text())}
@@ -17,6 +18,10 @@ def test_benchmark_writes_its_table_and_json(tmp_path):
           "detect/deepmind/b1/16x16"} <= set(rows)
   train = rows["train/deepmind/b2"]
   assert train["pairs_per_s"] > 0 and train["gflop_per_step"] > 0 and train["peak_rss_mib"] > 0
+  assert train["steps_per_dispatch"] == 2
+  # Per step: the bfloat16 step does the same arithmetic (XLA counts FLOPs, not bytes).
+  bf16 = rows["train/deepmind/b2/bf16"]
+  assert abs(bf16["gflop_per_step"] / train["gflop_per_step"] - 1) < 0.05
   assert "train/deepmind/b2" in result.stdout
 
 
