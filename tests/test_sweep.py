@@ -69,3 +69,77 @@ def test_flags_sharing_a_last_name_get_distinct_folders():
   assert names[1] == "model.seed=0,train.seed=1"
   assert sweep.short_names(["a.b.seed", "c.b.seed", "lr"]) == {
       "a.b.seed": "a.b.seed", "c.b.seed": "c.b.seed", "lr": "lr"}
+
+
+def test_random_draws_distinct_points_of_the_grid_in_grid_order():
+  points = sweep.expand(sweep.parse_grid(["a=1,2,3", "b=x,y"]))
+  drawn = sweep.draw(points, 3, seed=0)
+  assert len(drawn) == 3 and all(p in points for p in drawn)
+  assert [points.index(p) for p in drawn] == sorted(points.index(p) for p in drawn)
+  assert sweep.draw(points, 3, seed=0) == drawn  # the seed fixes the draw
+  assert sweep.draw(points, 0, seed=0) == points and sweep.draw(points, 9, seed=0) == points
+
+
+def test_tpu_and_slurm_commands(tmp_path):
+  base = [sys.executable, "-m", "launch.sweep", f"--run_root={tmp_path / 'pod'}",
+          "--flags=--config=experiments/configs/pong.py", "--grid=config.train.seed=0,1",
+          "--dry_run"]
+  tpu = subprocess.run(base + ["--target=tpu", "--tpu=my-pod", "--zone=us-central2-b"],
+                       capture_output=True, text=True, check=False)
+  assert tpu.returncode == 0, tpu.stderr[-2000:]
+  lines = tpu.stdout.strip().splitlines()
+  assert len(lines) == 2
+  assert lines[1] == (
+      "gcloud compute tpus tpu-vm ssh my-pod --zone=us-central2-b --worker=all "
+      "'--command=cd ~/keypoints && python -m experiments.train_transporter "
+      "--config=experiments/configs/pong.py --config.train.seed=1 "
+      f"--run_dir={tmp_path / 'pod'}/seed=1 --auto_distributed'")
+  slurm = subprocess.run(base + ["--target=slurm", "--nodes=2", "--gpus_per_node=4",
+                                 "--partition=gpu", "--remote_dir=/shared/keypoints"],
+                         capture_output=True, text=True, check=False)
+  assert slurm.returncode == 0, slurm.stderr[-2000:]
+  out = slurm.stdout
+  for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=4",
+               "#SBATCH --partition=gpu", f"#SBATCH --output={tmp_path / 'pod'}/seed=0.log",
+               f"sbatch {tmp_path / 'pod'}/seed=1.sbatch"):
+    assert line in out.splitlines(), line
+  assert ("srun bash -c 'cd /shared/keypoints && python -m experiments.train_transporter "
+          "--config=experiments/configs/pong.py --config.train.seed=0") in out
+  assert not (tmp_path / "pod").exists()  # a dry run writes nothing
+  bad = subprocess.run(base + ["--target=tpu"], capture_output=True, text=True, check=False)
+  assert bad.returncode != 0 and "--target=tpu needs --tpu and --zone" in bad.stderr
+
+
+def test_local_sweep_of_two_runs_completes_skips_them_on_rerun_and_aggregates(sprites_dir,
+                                                                           tmp_path):
+  root = tmp_path / "seeds"
+  cmd = [sys.executable, "-m", "launch.sweep", f"--run_root={root}", "--parallel=2",
+         "--flags=--config=experiments/configs/sprites.py",
+         f"--flags=--config.dataset.path={sprites_dir}", "--flags=--config.model.image_size=(16,16)",
+         "--flags=--config.model.num_keypoints=2", "--flags=--config.train.batch_size=2",
+         "--flags=--config.train.num_steps=4", "--flags=--config.log_every=2",
+         "--flags=--config.checkpoint_every=4", "--flags=--config.image_every=4",
+         "--flags=--config.gif_frames=2", "--grid=config.train.seed=0,1"]
+  first = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  assert first.returncode == 0, first.stdout + first.stderr[-2000:]
+  again = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  assert again.returncode == 0
+  assert "seed=0: finished earlier, skipped" in again.stdout
+  assert (root / "seed=1.log").read_text().count("==== ") == 1  # not started again
+  agg = subprocess.run([sys.executable, "-m", "launch.aggregate", f"--run_root={root}",
+                        "--metrics=loss,heldout_loss", "--over=seed"],
+                       capture_output=True, text=True, check=False)
+  assert agg.returncode == 0, agg.stderr[-2000:]
+  summary = json.loads((root / "aggregate.json").read_text())
+  assert [r["name"] for r in summary["runs"]] == ["seed=0", "seed=1"]
+  assert all(r["step"] == 4 for r in summary["runs"])
+  losses = [r["values"]["loss"] for r in summary["runs"]]
+  assert losses[0] != losses[1]  # two seeds, two runs
+  (group,) = summary["groups"]
+  assert abs(group["values"]["loss"]["mean"] - sum(losses) / 2) < 1e-9
+  assert "| seed=0 | 4 |" in agg.stdout and "mean (std) over seed" in agg.stdout
+  assert (root / "aggregate.png").stat().st_size > 0 and (root / "aggregate.md").is_file()
+  bad = subprocess.run([sys.executable, "-m", "launch.aggregate", f"--run_root={root}",
+                        "--metrics=nope"], capture_output=True, text=True, check=False)
+  assert bad.returncode != 0
+  assert bad.stderr.strip().splitlines()[-1] == f"error: no run of {root} logs nope"
