@@ -33,6 +33,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from experiments import harness
+from keypoints import parallel
 from keypoints import run_dir as run_dir_lib
 from keypoints import visualize
 from rl import actors as actors_lib
@@ -124,8 +125,9 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   n = config.num_seeds
   agent = agents.build(config.agent, config.env_id, detector, config.network.embed_sizes,
                        config.network.hidden_sizes, config.network.feature_norm)
-  learner = dqn.Population(config, agent.network, agent.observer,
-                            agent.convolutional)
+  # Data parallel over every device JAX sees (one device: the plain update).
+  learner = dqn.Population(config, agent.network, agent.observer, agent.convolutional,
+                           mesh=parallel.data_mesh(jax.local_devices()))
   actors = actors_lib.Actors(config.env_id, harness.member_seeds(config), agent.observer,
                              config.history)
   replay = replay_lib.Replay(n, config.learner.replay_capacity, agent.observer.element_shape,
@@ -134,8 +136,8 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   sample_rngs = [np.random.default_rng([s, 2]) for s in harness.member_seeds(config)]
   loop = harness.GameLoop(run_dir, config, config.agent)
   if loop.restored is not None:
-    learner.state = jax.tree.map(jnp.asarray, flax.serialization.from_state_dict(
-        learner.state, loop.restored["learner"]))
+    learner.state = learner.place(jax.tree.map(jnp.asarray, flax.serialization.from_state_dict(
+        learner.state, loop.restored["learner"])))
     replay.load_state_dict(loop.restored["replay"])
     actors.load_state_dict(loop.restored["actors"])
     harness.load_rng_state(sample_rngs, loop.restored["sample_rngs"])

@@ -36,9 +36,10 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Arrays split along their leading (batch) axis over the data axis."""
-  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+def batch_sharding(mesh: Mesh, axis: int = 0) -> NamedSharding:
+  """Arrays split along their batch axis (the leading one; `axis` 1 for a population's
+  [members, batch, ...] batches) over the data axis."""
+  return NamedSharding(mesh, PartitionSpec(*[None] * axis, DATA_AXIS))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

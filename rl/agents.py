@@ -16,6 +16,7 @@ import dataclasses
 from typing import Callable
 
 import flax.linen as nn
+import jax
 import numpy as np
 
 from rl import actors
@@ -153,6 +154,10 @@ def validate(config) -> None:
       (config.eval_episodes >= 1 and config.final_eval_episodes >= 1,
        "eval_episodes and final_eval_episodes must be >= 1"),
       (config.video_steps >= 0, f"video_steps must be >= 0, got {config.video_steps}"),
+      # The learner splits every member's batch over this machine's devices.
+      (learner.batch_size % jax.local_device_count() == 0,
+       f"learner.batch_size {learner.batch_size} does not split over "
+       f"{jax.local_device_count()} devices: use a multiple of {jax.local_device_count()}"),
   ]
   for e in ("epsilon_start", "epsilon_end", "eval_epsilon"):
     value = config.exploration[e]

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from keypoints import parallel
 from keypoints import xla
 from rl import losses
 
@@ -122,19 +123,31 @@ class Population:
   `state` is the population's `LearnerState` (leading axis N on every leaf).
   """
 
-  def __init__(self, config, network: flax.linen.Module, observer, convolutional: bool = False):
+  def __init__(self, config, network: flax.linen.Module, observer, convolutional: bool = False,
+               mesh: jax.sharding.Mesh | None = None):
+    """`mesh`: data parallelism (`keypoints.parallel`): with several devices the state sits on
+    every device and each member's batch is split over them, its gradient all-reduced; None or
+    one device: the plain update."""
     n = config.num_seeds
+    self.mesh = mesh if mesh is not None and mesh.size > 1 else None
     self.optimizer = optax.adam(config.learner.learning_rate, eps=config.learner.adam_eps)
     apply = network.apply
     example = jnp.zeros((config.history, *observer.element_shape), observer.element_dtype)
     init_keys, self.act_keys = member_keys(config.seed, n)
-    self.state = jax.vmap(lambda k: init(k, network, example, self.optimizer))(init_keys)
+    self.state = self.place(jax.vmap(lambda k: init(k, network, example, self.optimizer))(
+        init_keys))
     one_update = functools.partial(update, apply=apply, optimizer=self.optimizer,
                                    double=config.learner.double, loss_kind=config.learner.loss,
                                    target_update_period=config.learner.target_update_period)
     self.update_mode = population_update_mode(config.learner.population_update, convolutional)
     batched = jax.vmap(one_update) if self.update_mode == "vmap" else unrolled(one_update, n)
-    self.update = xla.jit(batched, donate_argnums=0)
+    if self.mesh is not None:
+      parallel.check_batch_size(config.learner.batch_size, self.mesh)
+      sharding = parallel.batch_sharding(self.mesh, axis=1)  # [members, batch, ...]
+      self.update = xla.jit(lambda state, batch: batched(
+          state, jax.lax.with_sharding_constraint(batch, sharding)), donate_argnums=0)
+    else:
+      self.update = xla.jit(batched, donate_argnums=0)
 
     def population_act(params, observation, keys, step, epsilon):
       step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, step)
@@ -142,6 +155,10 @@ class Population:
           params, observation, step_keys)
 
     self._act = xla.jit(population_act)
+
+  def place(self, state: LearnerState) -> LearnerState:
+    """`state` where the update expects it: on every device of the mesh (or as it is)."""
+    return state if self.mesh is None else parallel.replicate(state, self.mesh)
 
   def act(self, observation: np.ndarray, step: int, epsilon: float,
           keys: jax.Array | None = None) -> np.ndarray:

@@ -154,3 +154,60 @@ def test_half_given_or_bad_multihost_flags_are_one_error_line(args, message):
   with pytest.raises(SystemExit, match="either --auto_distributed or"):
     harness.initialize_distributed("127.0.0.1:1", 2, 0, auto=True)
   harness.initialize_distributed(None, None, None)  # one process: nothing to join
+
+
+_LEARNER_SCRIPT = textwrap.dedent("""
+    import json, types
+    import jax, jax.numpy as jnp, numpy as np
+    from experiments.configs import agent as agent_config
+    from keypoints import parallel
+    from rl import dqn, networks
+
+    assert jax.device_count() == 4, jax.devices()
+    config = agent_config.get_config()
+    config.num_seeds, config.history, config.learner.batch_size = 3, 2, 16
+    network = networks.KeypointQNetwork(3, (8,), (16,))
+    observer = types.SimpleNamespace(element_shape=(4, 5), element_dtype=jnp.float32)
+    k = jax.random.split(jax.random.PRNGKey(1), 5)
+    shape = (3, 16)  # [members, batch]
+    batch = {"observation": jax.random.normal(k[0], (*shape, 2, 4, 5)),
+             "action": jax.random.randint(k[1], shape, 0, 3),
+             "reward": jax.random.normal(k[2], shape),
+             "discount": jnp.where(jax.random.uniform(k[3], shape) < 0.2, 0.0, 0.9),
+             "next_observation": jax.random.normal(k[4], (*shape, 2, 4, 5))}
+    batch = jax.tree.map(np.asarray, batch)  # as the replay hands it over
+    out = {}
+    for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
+      learner = dqn.Population(config, network, observer, mesh=parallel.data_mesh(devices))
+      hlo = learner.update.lower(learner.state, batch).compile().as_text()
+      losses = []
+      for _ in range(3):
+        learner.state, metrics = learner.update(learner.state, batch)
+        losses.append(np.asarray(metrics["loss"]).tolist())
+      leaves = jax.tree.leaves(learner.state.params)
+      out[name] = {"losses": losses, "all_reduce": "all-reduce" in hlo,
+                   "params": [np.asarray(x).ravel().tolist() for x in leaves],
+                   "devices": sorted({len(x.sharding.device_set) for x in leaves}),
+                   "actions": learner.act(np.asarray(batch["observation"][:, 0]), 0, 0.0).tolist()}
+    print(json.dumps(out))
+""")
+
+
+def test_the_keyqn_learner_over_four_devices_equals_one_device():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", _LEARNER_SCRIPT], capture_output=True,
+                          text=True, env=env, cwd=_ROOT, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = json.loads(result.stdout.strip().splitlines()[-1])
+  one, four = out["one"], out["four"]
+  assert one["devices"] == [1] and four["devices"] == [4]
+  # Each device a quarter of every member's batch, the gradients summed across devices.
+  assert four["all_reduce"] and not one["all_reduce"]
+  # The same update up to the order of float sums: these losses and parameters are O(0.1-1),
+  # and 3 Adam steps of lr 1e-4 move a parameter by at most 3e-4 whatever the rounding.
+  np.testing.assert_allclose(four["losses"], one["losses"], rtol=1e-5)
+  for a, b in zip(one["params"], four["params"]):
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-6)
+  assert four["actions"] == one["actions"]
+  assert one["losses"][0] != one["losses"][-1]
