@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 
@@ -110,8 +112,23 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_train_together_and_one_process_resumes_their_checkpoint(sprites_dir,
-                                                                                 tmp_path):
+def _two_processes(cmd):
+  """Runs `cmd` as process 0 and 1 of a job on 127.0.0.1 (one CPU device each, JAX's own
+  runtime and CPU collectives); each checkpoint first checks that both hold the same
+  parameters."""
+  port = _free_port()
+  procs = [subprocess.Popen(cmd + [f"--coordinator_address=127.0.0.1:{port}",
+                                   "--num_processes=2", f"--process_id={i}"],
+                            cwd=_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+           for i in range(2)]
+  errors = [p.communicate(timeout=600)[1] for p in procs]
+  for p, err in zip(procs, errors):
+    assert p.returncode == 0, err[-3000:]
+
+
+def test_two_processes_train_together_resume_bit_exactly_and_one_process_reads_them(
+    sprites_dir, tmp_path):
   run_dir = tmp_path / "run"
   cmd = [sys.executable, "-m", "experiments.train_transporter",
          "--config=experiments/configs/sprites.py", f"--config.dataset.path={sprites_dir}",
@@ -119,21 +136,24 @@ def test_two_processes_train_together_and_one_process_resumes_their_checkpoint(s
          "--config.model.num_keypoints=3", "--config.train.batch_size=4",
          "--config.checkpoint_every=5", "--config.image_every=10", "--config.log_every=5",
          "--config.gif_frames=4"]
-  port = _free_port()
-  # Two hosts on this machine (one CPU device each), JAX's own runtime and CPU collectives.
-  procs = [subprocess.Popen(cmd + ["--config.train.num_steps=10",
-                                   f"--coordinator_address=127.0.0.1:{port}",
-                                   "--num_processes=2", f"--process_id={i}"],
-                            cwd=_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"))
-           for i in range(2)]
-  errors = [p.communicate(timeout=600)[1] for p in procs]
-  for p, err in zip(procs, errors):
-    # Each checkpoint first checks that both processes hold the same parameters.
-    assert p.returncode == 0, err[-3000:]
+  _two_processes(cmd + ["--config.train.num_steps=15"])
   rows = (run_dir / "metrics.csv").read_text().splitlines()
-  assert [r.split(",")[0] for r in rows[1:]] == ["5", "10"]  # one writer: process 0
-  assert (run_dir / "checkpoints" / "10").is_dir()
+  assert [r.split(",")[0] for r in rows[1:]] == ["5", "10", "15"]  # one writer: process 0
+  assert (run_dir / "checkpoints" / "15").is_dir()
+  # Stopped after step 10 (its later checkpoint gone), the two processes resume from step 10
+  # and reach the same step 15 bit for bit.
+  resumed = tmp_path / "resumed"
+  shutil.copytree(run_dir, resumed)
+  shutil.rmtree(resumed / "checkpoints" / "15")
+  _two_processes([c.replace(str(run_dir), str(resumed)) for c in cmd]
+                 + ["--config.train.num_steps=15"])
+  # (Read through the detector API, which restores a multi-host checkpoint in one process.)
+  params = [jax.tree.leaves(inference.load_detector(d).variables) for d in (run_dir, resumed)]
+  for x, y in zip(*params, strict=True):
+    np.testing.assert_array_equal(x, y)
+  last_row = [(d / "metrics.csv").read_text().splitlines()[-1] for d in (run_dir, resumed)]
+  assert last_row[0] == last_row[1] and last_row[0].startswith("15,")
+  assert (resumed / "metrics.csv").read_text().count("\n15,") == 1
   # One process restores the two-process checkpoint (resuming training from it is the same
   # restore, `run_dir.restore_train_state`).
   detect = inference.load_detector(run_dir)
