@@ -259,6 +259,6 @@ def first_non_finite(losses: list[jax.Array], first_step: int) -> tuple[int, flo
   or [n] arrays of n steps each), or None."""
   if not losses:
     return None
-  values = np.concatenate([np.atleast_1d(np.asarray(x)) for x in losses])
+  values = np.asarray(jnp.concatenate([jnp.atleast_1d(x) for x in losses]))  # one transfer
   bad = np.flatnonzero(~np.isfinite(values))
   return (first_step + int(bad[0]), float(values[bad[0]])) if len(bad) else None

@@ -232,9 +232,9 @@ def main(argv):
         print(f"# {root / name}.sbatch\n{scripts[name]}")
       print(("# finished: " if name in skip else "") + shlex.join(cmd))
     return
-  if _TARGET.value != "local" and shutil.which(commands[next(iter(commands))][0]) is None:
-    sys.exit(f"error: {commands[next(iter(commands))][0]} is not on this machine's PATH "
-             "(--dry_run prints the commands)")
+  tool = next(iter(commands.values()))[0]  # gcloud or sbatch
+  if _TARGET.value != "local" and shutil.which(tool) is None:
+    sys.exit(f"error: {tool} is not on this machine's PATH (--dry_run prints the commands)")
   root.mkdir(parents=True, exist_ok=True)
   if _TARGET.value == "slurm":
     for name, script in scripts.items():
