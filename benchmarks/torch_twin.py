@@ -48,8 +48,8 @@ class Twin(nn.Module):
     feats = self.phi(x)
     logits = self.psi(x)
     b, k, h, w = logits.shape
-    gy = torch.linspace(-1, 1, h)
-    gx = torch.linspace(-1, 1, w)
+    gy = torch.linspace(-1, 1, h, device=x.device)
+    gx = torch.linspace(-1, 1, w, device=x.device)
     y = (F.softmax(logits.mean(3), dim=2) * gy).sum(2)
     xk = (F.softmax(logits.mean(2), dim=2) * gx).sum(2)
     maps = (torch.exp(-(gy[None, None, :, None] - y[..., None, None])**2 / self.std**2) *
@@ -69,17 +69,21 @@ class Twin(nn.Module):
 
 
 def make_train_step(arch: str, batch: int, size: int, num_keypoints: int):
-  """A function running one Adam step of the twin on a fixed batch of random pairs."""
+  """A function running one Adam step of the twin on a fixed batch of random pairs, on the GPU
+  where torch sees one (as the JAX step runs on JAX's default device), else on the CPU."""
+  device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
   torch.manual_seed(0)
-  model = Twin(arch, num_keypoints, size)
+  model = Twin(arch, num_keypoints, size).to(device)
   opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-  source = torch.rand(batch, 3, size, size) - 0.5
-  target = torch.rand(batch, 3, size, size) - 0.5
+  source = torch.rand(batch, 3, size, size, device=device) - 0.5
+  target = torch.rand(batch, 3, size, size, device=device) - 0.5
 
   def step():
     opt.zero_grad()
     loss = F.mse_loss(model(source, target), target)
     loss.backward()
     opt.step()
+    if device.type == "cuda":
+      torch.cuda.synchronize()  # time the work, not its launch
 
   return step

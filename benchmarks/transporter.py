@@ -105,15 +105,24 @@ def _train_step_fn(arch: str, batch: int, dtype: str = "float32", per_dispatch: 
   index = data_lib.make_pair_index(np.full(4, 100), 1, 20)
   one_step = xla.jit(lambda s, f, i: train_lib.sample_and_train(s, f, i, batch),
                      donate_argnums=0)
-  compiled = one_step.lower(state, frames, index).compile()
-  # XLA counts a loop's body once, so the FLOPs are those of one step, times per_dispatch.
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = per_dispatch * float(cost.get("flops", float("nan"))) if cost else float("nan")
-  if per_dispatch > 1:
+  lowered = one_step.lower(state, frames, index)
+  # The FLOPs of one step; with several steps a call, only the scan is compiled (an
+  # accelerator's autotuning makes every compile count).
+  if per_dispatch == 1:
+    compiled = lowered.compile()
+  else:
     compiled = xla.jit(lambda s, f, i: train_lib.sample_and_train_steps(s, f, i, batch,
                                                                         per_dispatch),
                        donate_argnums=0).lower(state, frames, index).compile()
+  # One step's FLOPs: the lowered program's count where the backend gives one (the CUDA backend
+  # does not), else the compiled call's, which counts a scan's body once, so one step too.
+  flops = float("nan")
+  for source in (lowered, compiled):
+    cost = source.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    if cost and cost.get("flops", -1) > 0:
+      flops = per_dispatch * float(cost["flops"])
+      break
   holder = [state]
 
   def run():
@@ -198,18 +207,27 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv):
   del argv
-  rows = ceiling_rows()
+  print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}", flush=True)
+  rows = []
+
+  def add(new_rows):
+    # Each row is printed and saved as soon as it is measured, so that a run stopped early
+    # (a time limit on a lent machine) keeps what it measured.
+    rows.extend(new_rows)
+    for r in new_rows:
+      print(json.dumps(r), flush=True)
+    if _JSON.value:
+      with open(_JSON.value, "w") as f:
+        json.dump(rows, f, indent=2)
+
+  add(ceiling_rows())
   for arch in _ARCHS.value:
     for b in _BATCHES.value:
       for dtype in _DTYPES.value:
-        rows += train_rows(arch, int(b), _STEPS.value, _TORCH.value and dtype == "float32",
-                           dtype, _PER_DISPATCH.value)
-    rows += detect_rows(arch)
-  print(f"device: {jax.devices()[0].device_kind}  jax {jax.__version__}")
+        add(train_rows(arch, int(b), _STEPS.value, _TORCH.value and dtype == "float32",
+                       dtype, _PER_DISPATCH.value))
+    add(detect_rows(arch))
   print_table(rows)
-  if _JSON.value:
-    with open(_JSON.value, "w") as f:
-      json.dump(rows, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,18 @@ def test_benchmark_writes_its_table_and_json(tmp_path):
   assert "train/deepmind/b2" in result.stdout
 
 
+def test_transporter_benchmark_keeps_the_rows_measured_before_it_stops(tmp_path):
+  # An unknown architecture stops the run after the ceiling rows: those are in the JSON already,
+  # as a run cut short by a time limit keeps what it measured.
+  out = tmp_path / "bench.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "benchmarks.transporter", "--archs=no_such_arch", "--steps=1",
+       f"--json_out={out}"], capture_output=True, text=True, check=False)
+  assert result.returncode != 0
+  assert "unknown architecture" in result.stderr
+  assert [r["name"] for r in json.loads(out.read_text())] == ["ceiling/matmul", "ceiling/conv"]
+
+
 def test_options_benchmark_times_both_ways_of_updating_the_heads(tmp_path):
   out = tmp_path / "options.json"
   result = subprocess.run(
