@@ -29,8 +29,9 @@ Per game (objects in order):
   (RAM x or y is 0).
 * Breakout: "player" (the paddle), "ball". The ball is NaN before it is served and once it has
   dropped below the paddle out of sight.
-* Frostbite: "player" (the man). NaN while he sinks into the water and until the next life
-  starts (the RAM holds a sinking counter).
+* Frostbite: "player" (the man). While he sinks into the water the game draws less of him
+  from the top down (the RAM holds a sinking counter): he is placed at the centre of the part
+  still drawn, and is NaN once none is, until the next life starts.
 * Ms. Pac-Man: "pacman" and the four ghosts "blinky" (red), "pinky" (pink), "inky" (cyan) and
   "sue" (orange). The 2600 does not draw every ghost in every frame (they flicker: with a random
   policy blinky shows in about 85% of frames, the others in 40-60%), and no RAM byte was found
@@ -91,6 +92,9 @@ class _Object:
     visible: ram int [T, 128] -> bool [T]; False where the game does not draw the object.
     colour: for a sprite that flickers (drawn in some frames only, which the RAM does not say),
       its RGB colour: a frame draws it where a pixel of its box is this colour (`_drawn`).
+    rows_hidden_above: for a sprite that the game draws shorter from the top (Frostbite's man
+      sinking), how many of its top rows are not drawn; a sprite with all its rows hidden is
+      not on the screen.
   """
   name: str
   x: _Coord
@@ -98,6 +102,7 @@ class _Object:
   half_size: tuple[float, float] = (0.0, 0.0)
   visible: Callable[[np.ndarray], np.ndarray] = _always
   colour: tuple[int, int, int] | None = None
+  rows_hidden_above: _Coord | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,15 +149,13 @@ _BREAKOUT = _Game(
     field=(8, 32, 151, 195))
 
 
-# Frostbite: the man is an 8x18 sprite when standing.
-def _frostbite_player_alive(ram: np.ndarray) -> np.ndarray:
-  # Byte 107 counts up while the man sinks (0 otherwise); at the end of the count he is gone
-  # until the next life starts, when it is back to 0.
-  return ram[:, 107] == 0
-
-
+# Frostbite: the man is an 8x18 sprite when standing. Byte 107 counts up from 0 while he sinks
+# into the water, and the game draws him one row shorter from the top per count, his feet where
+# they were: at 17 only his bottom row is left, at 18 he is gone until the next life starts, when
+# the byte is back to 0.
 _FROSTBITE = _Game(objects=(
-    _Object("player", _Coord(3.5, 102), _Coord(37.5, 100), (3.5, 8.5), _frostbite_player_alive),
+    _Object("player", _Coord(3.5, 102), _Coord(37.5, 100), (3.5, 8.5),
+            rows_hidden_above=_Coord(0.0, 107)),
 ))
 
 
@@ -265,7 +268,11 @@ def atari_positions(env_id: str, ram: np.ndarray) -> np.ndarray:
     (x, y), (hx, hy) = (obj.x(ram), obj.y(ram)), obj.half_size
     # The sprite's extent clipped to the field: its centre is that of the part one can see.
     left, right = np.maximum(x - hx, x_min), np.minimum(x + hx, x_max)
-    top, bottom = np.maximum(y - hy, y_min), np.minimum(y + hy, y_max)
+    if obj.rows_hidden_above is not None:
+      top_row = y - hy + obj.rows_hidden_above(ram)
+    else:
+      top_row = y - hy
+    top, bottom = np.maximum(top_row, y_min), np.minimum(y + hy, y_max)
     shown = obj.visible(ram) & (left <= right) & (top <= bottom)
     positions[:, m, 0] = np.where(shown, (left + right) / 2, np.nan)
     positions[:, m, 1] = np.where(shown, (top + bottom) / 2, np.nan)
