@@ -11,6 +11,8 @@ Examples:
   python -m experiments.collect_frames --env=ALE/Pong-v5 --out=data/pong
   python -m experiments.collect_frames --env=dm_control/manipulator-bring_ball \
       --out=data/manipulator --episodes=50 --height=64 --width=64
+  python -m experiments.collect_frames --env=dm_control/stacker-stack_4 \
+      --out=data/stack_4 --episodes=50 --height=64 --width=64
 """
 
 from __future__ import annotations
@@ -31,9 +33,8 @@ from rl import envs
 
 _ENV = flags.DEFINE_string(
     "env", "ALE/Pong-v5",
-    "Environment to collect from: any gymnasium ALE id (e.g. 'ALE/Pong-v5') or "
-    "'dm_control/manipulator-<task>' with <task> one of " + ", ".join(envs.MANIPULATOR_TASKS) +
-    ".")
+    "Environment to collect from: any gymnasium ALE id (e.g. 'ALE/Pong-v5') or one of the "
+    "dm_control arm's ids: " + ", ".join(envs.DM_CONTROL_IDS) + ".")
 _OUT = flags.DEFINE_string(
     "out", None,
     "Dataset folder to write (created if missing). If it already holds a dataset collected with "

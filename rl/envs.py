@@ -8,8 +8,9 @@ Two kinds of environment are supported, named by one id string:
   frames (one observation every 4th frame) and uses sticky actions with
   `repeat_action_probability=0.25` (each emulator frame keeps the previous action with that
   probability). The ground truth is the console's 128-byte RAM after each observation.
-* The dm_control manipulator domain, named "dm_control/manipulator-<task>" with <task> one of
-  `MANIPULATOR_TASKS`. Frames are rendered directly at the requested size from a fixed camera
+* The dm_control manipulator arm, in its own domain, "dm_control/manipulator-<task>" with <task>
+  one of `MANIPULATOR_TASKS`, and in the stacker domain, "dm_control/stacker-<task>" with <task>
+  one of `STACKER_TASKS` (stack_2, stack_4: the arm stacking 2 or 4 boxes). Frames are rendered directly at the requested size from a fixed camera
   (default: camera 0, "fixed", which looks at the arm from the side). One frame is stored every
   `action_repeat=4` control steps (each 10 ms of simulated time), the random action held for all
   of them, so the arm visibly moves between frames. The ground truth is the pixel position of
@@ -51,7 +52,7 @@ MANIPULATOR_ACTION_REPEAT = 4
 # peg) are left out.
 _MANIPULATOR_BODIES = ("upper_arm", "middle_arm", "lower_arm", "hand", "thumb", "thumbtip",
                        "finger", "fingertip", "ball", "peg", "target_ball", "target_peg", "cup",
-                       "slot")
+                       "slot", "box0", "box1", "box2", "box3", "target")
 # The manipulator model's offscreen framebuffer, the largest frame it can render (the model's
 # vis.global_.offheight / offwidth; tests/test_envs.py checks they agree).
 MANIPULATOR_MAX_HEIGHT = 480
@@ -60,6 +61,13 @@ _MANIPULATOR_PROPS = {"bring_ball": ("ball", "target_ball"), "bring_peg": ("peg"
                       "insert_ball": ("ball", "target_ball", "cup"),
                       "insert_peg": ("peg", "target_peg", "slot")}
 MANIPULATOR_TASKS = tuple(_MANIPULATOR_PROPS)
+# The stacker domain: the same arm, model and cameras, with boxes to stack on a target.
+_STACKER_PROPS = {"stack_2": ("box0", "box1", "target"),
+                  "stack_4": ("box0", "box1", "box2", "box3", "target")}
+STACKER_TASKS = tuple(_STACKER_PROPS)
+_ARM_PROPS = {"manipulator": _MANIPULATOR_PROPS, "stacker": _STACKER_PROPS}
+DM_CONTROL_IDS = tuple(f"{DM_CONTROL_PREFIX}{domain}-{task}"
+                       for domain, props in _ARM_PROPS.items() for task in props)
 
 POLICY = "uniform_random"
 
@@ -71,11 +79,13 @@ class EnvId:
   Attributes:
     name: the id as given, e.g. "ALE/Pong-v5" or "dm_control/manipulator-bring_ball".
     source: "ale" or "dm_control" (the dataset metadata's "source").
-    task: the manipulator task; None for ALE.
+    task: the dm_control task; None for ALE.
+    domain: the dm_control domain ("manipulator" or "stacker"); None for ALE.
   """
   name: str
   source: str
   task: str | None = None
+  domain: str | None = None
 
 
 def parse_env_id(env_id: str) -> EnvId:
@@ -86,11 +96,10 @@ def parse_env_id(env_id: str) -> EnvId:
   """
   if env_id.startswith(DM_CONTROL_PREFIX):
     domain, _, task = env_id[len(DM_CONTROL_PREFIX):].partition("-")
-    if domain != "manipulator" or task not in MANIPULATOR_TASKS:
-      raise ValueError(f"unknown environment {env_id!r}: dm_control ids must be "
-                       f"'dm_control/manipulator-<task>' with <task> one of "
-                       f"{', '.join(MANIPULATOR_TASKS)}")
-    return EnvId(env_id, "dm_control", task)
+    if env_id not in DM_CONTROL_IDS:
+      raise ValueError(f"unknown environment {env_id!r}: dm_control ids are "
+                       f"{', '.join(DM_CONTROL_IDS)}")
+    return EnvId(env_id, "dm_control", task, domain)
   gymnasium = import_gymnasium()
   try:
     spec = gymnasium.spec(env_id)
@@ -98,7 +107,7 @@ def parse_env_id(env_id: str) -> EnvId:
     raise ValueError(f"unknown environment {env_id!r}: {_one_line(e)}") from None
   if not str(spec.entry_point).startswith("ale_py"):
     raise ValueError(f"unknown environment {env_id!r}: not an Atari (ALE) id such as "
-                     f"'ALE/Pong-v5', nor '{DM_CONTROL_PREFIX}manipulator-<task>'")
+                     f"'ALE/Pong-v5', nor a dm_control id ({', '.join(DM_CONTROL_IDS)})")
   return EnvId(env_id, "ale")
 
 
@@ -221,7 +230,8 @@ def project_points(camera_matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 class Manipulator:
-  """A dm_control manipulator task seen from one camera, with body positions in pixels.
+  """A dm_control task of the manipulator arm (domain "manipulator" or "stacker") seen from one
+  camera, with body positions in pixels.
 
   Build with `make_manipulator`. The camera object both renders the frames and gives the
   projection, so frames and positions always agree.
@@ -229,10 +239,10 @@ class Manipulator:
 
   def __init__(self, task: str, seed: int, height: int, width: int,
                camera_id: int | str = MANIPULATOR_CAMERA_ID,
-               action_repeat: int = MANIPULATOR_ACTION_REPEAT):
-    if task not in MANIPULATOR_TASKS:
-      raise ValueError(f"unknown manipulator task {task!r}: expected one of "
-                       f"{', '.join(MANIPULATOR_TASKS)}")
+               action_repeat: int = MANIPULATOR_ACTION_REPEAT, domain: str = "manipulator"):
+    if task not in _ARM_PROPS.get(domain, {}):
+      raise ValueError(f"unknown {domain} task {task!r}: the arm's tasks are "
+                       f"{', '.join(DM_CONTROL_IDS)}")
     _check_manipulator_frame_size(height, width)
     if action_repeat < 1:
       raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
@@ -241,7 +251,7 @@ class Manipulator:
     os.environ.setdefault("MUJOCO_GL", "egl")
     from dm_control import mujoco  # pylint: disable=g-import-not-at-top
     from dm_control import suite  # pylint: disable=g-import-not-at-top
-    self._env = suite.load("manipulator", task, task_kwargs={"random": seed})
+    self._env = suite.load(domain, task, task_kwargs={"random": seed})
     physics = self._env.physics
     model = physics.model
     cameras = [model.id2name(i, "camera") for i in range(model.ncam)]
@@ -254,8 +264,7 @@ class Manipulator:
     self.camera_id = int(camera_id)
     self.camera_name = cameras[self.camera_id]
     self._camera = mujoco.Camera(physics, height=height, width=width, camera_id=self.camera_id)
-    names = {model.id2name(i, "body") for i in range(model.nbody)}
-    self.position_names = tuple(n for n in _MANIPULATOR_BODIES if n in names)
+    self.position_names = manipulator_body_names(task, domain)
     self._body_ids = np.array([model.name2id(n, "body") for n in self.position_names])
     self.action_repeat = action_repeat
     self.height, self.width = height, width
@@ -307,30 +316,35 @@ class Manipulator:
 
 def make_manipulator(task: str = "bring_ball", seed: int = 0, height: int = 80, width: int = 80,
                      camera_id: int | str = MANIPULATOR_CAMERA_ID,
-                     action_repeat: int = MANIPULATOR_ACTION_REPEAT) -> Manipulator:
-  """A manipulator task rendering [height, width] frames from `camera_id`, already reset.
+                     action_repeat: int = MANIPULATOR_ACTION_REPEAT,
+                     domain: str = "manipulator") -> Manipulator:
+  """A task of the manipulator arm rendering [height, width] frames from `camera_id`, reset.
 
   Args:
-    task: one of `MANIPULATOR_TASKS`.
+    task: one of `MANIPULATOR_TASKS`, or of `STACKER_TASKS` with domain "stacker".
     seed: seeds the task's initial states.
     height, width: rendered frame size in pixels.
     camera_id: a camera of the model by index or name; 0 ("fixed") is the side view.
     action_repeat: control steps (10 ms each) per frame.
+    domain: "manipulator" or "stacker".
   """
-  return Manipulator(task, seed, height, width, camera_id, action_repeat)
+  return Manipulator(task, seed, height, width, camera_id, action_repeat, domain)
 
 
-def manipulator_body_names(task: str) -> tuple[str, ...]:
-  """The bodies whose positions a manipulator dataset of `task` stores, in order."""
-  all_props = {n for props in _MANIPULATOR_PROPS.values() for n in props}
+def manipulator_body_names(task: str, domain: str = "manipulator") -> tuple[str, ...]:
+  """The bodies whose positions a dataset of the arm's `task` stores, in order: the arm's, then
+  the task's props."""
+  all_props = {n for props in _ARM_PROPS.values() for task_props in props.values()
+               for n in task_props}
   return tuple(n for n in _MANIPULATOR_BODIES
-               if n not in all_props or n in _MANIPULATOR_PROPS[task])
+               if n not in all_props or n in _ARM_PROPS[domain][task])
 
 
-def _manipulator_episode(task: str, seed: int, max_frames: int, height: int,
-                         width: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _manipulator_episode(task: str, seed: int, max_frames: int, height: int, width: int,
+                         domain: str = "manipulator",
+                         ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
   env_seed, policy_seed = np.random.SeedSequence(seed).generate_state(2)
-  env = make_manipulator(task, int(env_seed), height, width)
+  env = make_manipulator(task, int(env_seed), height, width, domain=domain)
   rng = np.random.default_rng(int(policy_seed))
   try:
     frames, positions = [env.render()], [env.positions()]
@@ -357,7 +371,7 @@ def collect_episode(env_id: str, seed: int, max_frames: int, height: int,
   `max_frames` frames, whichever comes first.
 
   Args:
-    env_id: an ALE id or "dm_control/manipulator-<task>".
+    env_id: an ALE id or one of `DM_CONTROL_IDS`.
     seed: seeds both the environment and the policy (see `episode_seed`).
     max_frames: the most frames to return.
     height, width: size of the returned frames. ALE screens are resized with
@@ -374,7 +388,7 @@ def collect_episode(env_id: str, seed: int, max_frames: int, height: int,
   env = parse_env_id(env_id)
   if env.source == "ale":
     return _atari_episode(env_id, seed, max_frames, height, width)
-  return _manipulator_episode(env.task, seed, max_frames, height, width)
+  return _manipulator_episode(env.task, seed, max_frames, height, width, env.domain)
 
 
 def dataset_metadata(env_id: str, height: int, width: int, seed: int,
@@ -400,8 +414,8 @@ def dataset_metadata(env_id: str, height: int, width: int, seed: int,
             "ground_truth": ["ram"]}
   _check_manipulator_frame_size(height, width)
   return {"source": "dm_control", **common, "raw_height": height, "raw_width": width,
-          "task": env.task, "camera_id": MANIPULATOR_CAMERA_ID,
+          "domain": env.domain, "task": env.task, "camera_id": MANIPULATOR_CAMERA_ID,
           "camera_name": MANIPULATOR_CAMERA_NAME,
           "action_repeat": MANIPULATOR_ACTION_REPEAT,
-          "position_names": list(manipulator_body_names(env.task)),
+          "position_names": list(manipulator_body_names(env.task, env.domain)),
           "ground_truth": ["positions"]}
