@@ -25,6 +25,28 @@ def test_round_trip_and_split(dataset_dir):
   np.testing.assert_array_equal(held.frames, frames[2])
 
 
+def test_scrolling_background_moves_under_the_sprites():
+  size, sprite = 24, 4
+  black, positions = sprites.generate(2, 10, size=size, sprite_size=sprite, seed=3)
+  frames, scrolled_positions = sprites.generate(2, 10, size=size, sprite_size=sprite, seed=3,
+                                                background="scrolling", scroll_speed=2.0)
+  # The first episode's sprites are the black video's; only the background differs.
+  np.testing.assert_array_equal(scrolled_positions[0], positions[0])
+  on_sprite = (black[0] != 0).any(-1)
+  np.testing.assert_array_equal(frames[0][on_sprite], black[0][on_sprite])
+  background = frames[0][~on_sprite]
+  assert background.max() <= 110 and background.std() > 20  # dim, and textured
+  # The background moves 2 pixels left a frame: columns of frame t+1 are those of frame t
+  # shifted, wherever no sprite covers either.
+  for t in range(9):
+    a, b = frames[0, t, :, 2:], frames[0, t + 1, :, :-2]
+    free = ~on_sprite[t, :, 2:] & ~on_sprite[t + 1, :, :-2]
+    np.testing.assert_array_equal(a[free], b[free])
+    assert (frames[0, t] != frames[0, t + 1])[~on_sprite[t] & ~on_sprite[t + 1]].any()
+  with pytest.raises(ValueError, match="background must be one of"):
+    sprites.generate(1, 2, background="stars")
+
+
 def test_missing_dataset_is_one_clear_error(tmp_path):
   with pytest.raises(data_lib.DatasetError, match="does not exist"):
     data_lib.load_dataset(tmp_path / "nope")
