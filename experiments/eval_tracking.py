@@ -14,6 +14,13 @@ recall and identity measures. Writes into --out:
   <name>.gif      keypoints (coloured rings) and ground-truth objects (white dots) per model
   comparison.gif  the models side by side
 
+Seeds: runs given the same label in --names are seeds of one model. They are scored one by one
+(results.json's "runs") and reported together ("models", the table and the plot): the mean over
+the seeds with its standard deviation (a band in the plot); the GIFs show the first seed.
+
+  python -m experiments.eval_tracking --run_dirs=runs/t0,runs/t1,runs/t2,runs/jakab \
+      --names=transporter,transporter,transporter,jakab --out=runs/eval
+
 Robustness over seeds: `--sweep_dir` scores every run of a sweep (each subfolder with a
 config.json, e.g. from `python -m launch.sweep --grid=config.train.seed=0,1,2,3,4`) on its own
 held-out episodes and prints one row of per-object recall per run, and how many runs put a
@@ -51,7 +58,8 @@ _MIN_RECALL = flags.DEFINE_float(
     "min_recall", 0.9, "With --sweep_dir: a run finds every object when each object's recall "
     "reaches this.")
 _NAMES = flags.DEFINE_list(
-    "names", None, "Labels for the runs, in order (default: each run directory's name).")
+    "names", None, "Labels for the runs, in order (default: each run directory's name); runs "
+    "with the same label are seeds of one model, reported as mean and std.")
 _OUT = flags.DEFINE_string("out", None, "Folder for results.json, tracking.png and the GIFs "
                            "(with --sweep_dir: for recall.json; default the sweep folder).")
 _DATASET = flags.DEFINE_string(
@@ -99,8 +107,9 @@ def main(argv):
   try:
     if len(names) != len(run_dirs):
       raise ValueError(f"--names has {len(names)} labels for {len(run_dirs)} runs")
-    if len(set(names)) != len(names):
-      raise ValueError(f"run names must differ, got {names} (set --names)")
+    if _NAMES.value is None and len(set(names)) != len(names):
+      raise ValueError(f"run folders share names {names}: set --names (runs given one label "
+                       "are taken as seeds of one model)")
     horizons = [int(h) for h in _HORIZONS.value]
     if min(horizons) < 0:
       raise ValueError(f"horizons must be >= 0, got {horizons}")
@@ -130,10 +139,12 @@ def main(argv):
   gif_slice = heldout.episode(0)
   gif_frames = heldout.frames[gif_slice][:_GIF_FRAMES.value]
   for name, run_dir, (config, _), detector in tqdm(list(zip(names, run_dirs, runs, detectors)),
-                                                  desc="models"):
+                                                  desc="runs"):
     scored = evaluation.score_heldout(detector, heldout, _THRESHOLD.value, _BATCH.value)
     results.append(evaluation.tracking_result(name, run_dir, config, scored, heldout,
                                               _THRESHOLD.value, horizons))
+    if any(r["name"] == name for r in results[:-1]):
+      continue  # a further seed of a model: the GIF shows the first
     keypoints = scored.frame_keypoints
     n = len(gif_frames)
     panel = visualize.overlay(gif_frames, keypoints[gif_slice][:n],
@@ -142,17 +153,18 @@ def main(argv):
     visualize.write_gif(out / f"{name}.gif", panel)
     panels.append(panel)
 
+  models = evaluation.group_seeds(results)
   visualize.write_gif(out / "comparison.gif", np.concatenate(panels, axis=2))
-  visualize.plot_tracking(out / "tracking.png", results, _THRESHOLD.value, str(meta.get("env")))
+  visualize.plot_tracking(out / "tracking.png", models, _THRESHOLD.value, str(meta.get("env")))
   summary = {"env": meta.get("env"), "threshold_raw_px": _THRESHOLD.value,
              "raw_frame_size": list(raw_size), "objects": list(object_names),
              "heldout_episodes": int(heldout.num_episodes),
-             "heldout_frames": int(len(heldout.frames)), "models": results}
+             "heldout_frames": int(len(heldout.frames)), "models": models, "runs": results}
   (out / "results.json").write_text(json.dumps(summary, indent=2))
 
   print(f"{meta.get('env')}: {len(heldout.frames)} held-out frames, threshold "
         f"{_THRESHOLD.value:g} raw px")
-  print(evaluation.tracking_table(results, horizons))
+  print(evaluation.tracking_table(models, horizons))
   print(f"wrote {out / 'results.json'}, {out / 'tracking.png'}, {out / 'comparison.gif'}")
 
 

@@ -98,15 +98,66 @@ def tracking_result(name: str, run_dir, config, scored: HeldoutScores, heldout: 
   }
 
 
-def tracking_table(results: list[dict], horizons: Sequence[int]) -> str:
-  """The comparison as text: precision / recall per horizon, track length, switches."""
-  fmt = lambda v: "  -  " if v is None else f"{v:.3f}"
-  lines = [f"{'model':<22}" + "".join(f"  P@{h:<4} R@{h:<4}" for h in horizons)
-           + "  track len  switches/100"]
+_GROUPED = ("precision", "recall", "mean_track_length", "switches_per_100_frames")
+
+
+def _mean_std(values: list) -> tuple[Any, Any]:
+  """Mean and (population) std over seeds of numbers or lists of numbers; None where a seed has
+  None (a horizon without sequences), and the std None for a single seed."""
+  if isinstance(values[0], list):
+    pairs = [_mean_std([v[i] for v in values]) for i in range(len(values[0]))]
+    return [m for m, _ in pairs], [s for _, s in pairs]
+  if any(v is None for v in values):
+    return None, None
+  return float(np.mean(values)), (float(np.std(values)) if len(values) > 1 else None)
+
+
+def group_seeds(results: list[dict]) -> list[dict]:
+  """Entries of `tracking_result` with the same name are seeds of one model: one entry per name
+  (in order of first appearance) with the mean over its seeds of precision, recall, track
+  length, switches and per-object recall, each with a "<key>_std" beside it (None for one seed),
+  "seeds" and the seeds' "run_dirs"."""
+  groups: dict[str, list[dict]] = {}
   for r in results:
-    cells = "".join(f"  {fmt(p)}  {fmt(q)}" for p, q in zip(r["precision"], r["recall"]))
-    lines.append(f"{r['name']:<22}{cells}  {r['mean_track_length']:9.1f}  "
-                 f"{r['switches_per_100_frames']:12.2f}")
+    groups.setdefault(r["name"], []).append(r)
+  grouped = []
+  for name, runs in groups.items():
+    entry = {k: v for k, v in runs[0].items() if k not in _GROUPED + ("run_dir",)}
+    entry.update(seeds=len(runs), run_dirs=[r["run_dir"] for r in runs])
+    for key in _GROUPED:
+      entry[key], entry[f"{key}_std"] = _mean_std([r[key] for r in runs])
+    objects = list(runs[0]["per_object_recall"])
+    means, stds = _mean_std([[r["per_object_recall"][o] for o in objects] for r in runs])
+    entry["per_object_recall"] = dict(zip(objects, means))
+    entry["per_object_recall_std"] = dict(zip(objects, stds))
+    grouped.append(entry)
+  return grouped
+
+
+def tracking_table(results: list[dict], horizons: Sequence[int]) -> str:
+  """The comparison as text: precision / recall per horizon, track length, switches; a model
+  of several seeds (`group_seeds`) shows mean+-std."""
+  def fmt(value, std=None, digits=3):
+    if value is None:
+      return "-"
+    return f"{value:.{digits}f}" + ("" if std is None else f"+-{std:.{digits}f}")
+
+  rows = []
+  for r in results:
+    n = len(r["precision"])
+    p_std = r.get("precision_std") or [None] * n
+    r_std = r.get("recall_std") or [None] * n
+    label = r["name"] + (f" ({r['seeds']} seeds)" if r.get("seeds", 1) > 1 else "")
+    rows.append([label] + [fmt(v, s) for pair in zip(zip(r["precision"], p_std),
+                                                     zip(r["recall"], r_std))
+                           for v, s in pair]
+                + [fmt(r["mean_track_length"], r.get("mean_track_length_std"), 1),
+                   fmt(r["switches_per_100_frames"], r.get("switches_per_100_frames_std"), 2)])
+  header = ["model"] + [f"{k}@{h}" for h in horizons for k in ("P", "R")] + [
+      "track len", "switches/100"]
+  widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+  lines = ["  ".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}"
+                     for i, (c, w) in enumerate(zip(row, widths))) for row in [header] + rows]
   return "\n".join(lines)
 
 

@@ -82,15 +82,22 @@ def label(frames: np.ndarray, text: str) -> np.ndarray:
 
 def plot_tracking(path: str | os.PathLike, results: list[dict], threshold: float,
                   title: str) -> None:
-  """Precision and recall against the horizon, one line per model (`evaluation` results)."""
+  """Precision and recall against the horizon, one line per model (`evaluation` results); a
+  model of several seeds (`evaluation.group_seeds`) is its mean with a band of +-1 std."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+  as_float = lambda values: np.array([np.nan if v is None else v for v in values], np.float64)
   for r in results:
-    h = np.asarray(r["horizons"])
+    h = np.maximum(np.asarray(r["horizons"]), 0.5)
+    seeds = r.get("seeds", 1)
+    label = r["name"] + (f" ({seeds} seeds)" if seeds > 1 else "")
     for ax, key in zip(axes, ("precision", "recall")):
-      ax.plot(np.maximum(h, 0.5), r[key], marker="o", label=r["name"])
+      line, = ax.plot(h, as_float(r[key]), marker="o", label=label)
+      if r.get(f"{key}_std") is not None and seeds > 1:
+        mean, std = as_float(r[key]), as_float(r[f"{key}_std"])
+        ax.fill_between(h, mean - std, mean + std, color=line.get_color(), alpha=0.2)
   for ax, key in zip(axes, ("precision", "recall")):
     ax.set_xscale("log")
     ax.set_xlabel("horizon (frames since the sequence start; 0 plotted at 0.5)")

@@ -74,6 +74,38 @@ def test_eval_writes_table_plot_and_gifs(runs, tmp_path):
   assert "transporter" in result.stdout and "P@0" in result.stdout
 
 
+def test_runs_sharing_a_label_are_seeds_reported_as_mean_and_std(runs, tmp_path):
+  out = tmp_path / "seeds"
+  dirs = [runs / "transporter", runs / "jakab", runs / "zhang"]
+  result = _run(["experiments.eval_tracking", "--run_dirs=" + ",".join(map(str, dirs)),
+                 "--names=pair,pair,single", f"--out={out}", "--threshold=2",
+                 "--horizons=0,3", "--gif_frames=3"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads((out / "results.json").read_text())
+  assert [r["name"] for r in summary["runs"]] == ["pair", "pair", "single"]
+  pair, single = summary["models"]
+  assert (pair["name"], pair["seeds"], single["seeds"]) == ("pair", 2, 1)
+  assert pair["run_dirs"] == [str(dirs[0]), str(dirs[1])]
+  first, second, third = summary["runs"]
+  for key in ("precision", "recall"):
+    np.testing.assert_allclose(pair[key], np.mean([first[key], second[key]], axis=0))
+    np.testing.assert_allclose(pair[f"{key}_std"], np.std([first[key], second[key]], axis=0))
+    assert single[key] == third[key] and single[f"{key}_std"] == [None, None]
+  for name, value in pair["per_object_recall"].items():
+    assert value == pytest.approx((first["per_object_recall"][name]
+                                   + second["per_object_recall"][name]) / 2)
+  line = next(l for l in result.stdout.splitlines() if l.startswith("pair"))
+  assert "(2 seeds)" in line and "+-" in line
+  assert (out / "pair.gif").exists() and (out / "single.gif").exists()
+  # Without --names, run folders of one name are an error, not silently seeds.
+  (tmp_path / "other").mkdir()
+  (tmp_path / "other" / "transporter").symlink_to(runs / "transporter")
+  result = _run(["experiments.eval_tracking",
+                 f"--run_dirs={runs / 'transporter'},{tmp_path / 'other' / 'transporter'}",
+                 f"--out={tmp_path / 'eval'}"])
+  assert result.returncode != 0 and "set --names" in result.stderr.strip().splitlines()[-1]
+
+
 def test_runs_with_other_heldout_episodes_are_refused(runs, tmp_path):
   # The split is checked from the configs before any checkpoint is read.
   config = json.loads((runs / "transporter" / "config.json").read_text())
