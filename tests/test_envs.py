@@ -129,17 +129,8 @@ def test_stack_4_ground_truth_lands_on_the_boxes_in_rendered_frames():
   # orthographically); likewise the target and the arm.
   height, width = 120, 160
   for seed in range(3):
-    env = envs.make_manipulator("stack_4", seed=seed, height=height, width=width,
-                                domain="stacker")
-    try:
-      rng = np.random.default_rng(seed)
-      for _ in range(5):
-        env.step(env.random_action(rng))
-      positions = dict(zip(env.position_names, env.positions()))
-      segmentation = _segmentation(env, height, width)
-      masks = {b: _body_mask(env, segmentation, b) for b in positions}
-    finally:
-      env.close()
+    env, positions, segmentation, _ = _arm_scene("stack_4", "stacker", seed, 5, height, width)
+    masks = {b: _body_mask(env, segmentation, b) for b in positions}
     full = max(masks[f"box{i}"].sum() for i in range(4))
     assert full >= 15, full
     for body in ("box0", "box1", "box2", "box3", "target", "hand", "fingertip", "thumbtip"):
@@ -165,6 +156,19 @@ def _body_mask(env, segmentation, body):
   return np.isin(segmentation, geoms)
 
 
+def _arm_scene(task, domain, seed, steps, height, width):
+  """(the closed env, positions by body, segmentation, frame) after `steps` random actions."""
+  env = envs.make_manipulator(task, seed=seed, height=height, width=width, domain=domain)
+  try:
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+      env.step(env.random_action(rng))
+    positions = dict(zip(env.position_names, env.positions()))
+    return env, positions, _segmentation(env, height, width), env.render()
+  finally:
+    env.close()
+
+
 def test_projection_is_pixel_centred_with_y_down():
   # Non-square frames also check that x and y use the same focal length. The ball is a sphere
   # seen almost orthographically (fovy is 4 degrees), so the centroid of its pixels is the
@@ -173,16 +177,8 @@ def test_projection_is_pixel_centred_with_y_down():
   height, width = 240, 320
   offsets = []
   for seed in range(3):
-    env = envs.make_manipulator("bring_ball", seed=seed, height=height, width=width)
-    try:
-      rng = np.random.default_rng(seed)
-      for _ in range(3):
-        env.step(env.random_action(rng))
-      positions = dict(zip(env.position_names, env.positions()))
-      segmentation = _segmentation(env, height, width)
-      frame = env.render()
-    finally:
-      env.close()
+    env, positions, segmentation, frame = _arm_scene("bring_ball", "manipulator", seed, 3,
+                                                     height, width)
     ball = _body_mask(env, segmentation, "ball")
     assert ball.sum() > 40, "the ball should be in view and unoccluded for these seeds"
     ys, xs = np.nonzero(ball)

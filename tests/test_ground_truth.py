@@ -137,11 +137,16 @@ _POSE_EXCEPTIONS = {("ALE/MontezumaRevenge-v5", "player"): 0.8}
 _CENTRE_TOLERANCE = 2.0
 
 
-@pytest.mark.parametrize("env_id", ground_truth.SUPPORTED_GAMES)
-def test_positions_are_the_sprites_centres_within_2_pixels(env_id):
+def _game_run(env_id):
+  """A random-policy run's frames and RAM, the game's object table and the positions."""
   frames, ram = _run(env_id)
   game = ground_truth._game(env_id)  # pylint: disable=protected-access
-  positions = ground_truth.atari_positions(env_id, ram)
+  return frames, ram, game, ground_truth.atari_positions(env_id, ram)
+
+
+@pytest.mark.parametrize("env_id", ground_truth.SUPPORTED_GAMES)
+def test_positions_are_the_sprites_centres_within_2_pixels(env_id):
+  frames, _, game, positions = _game_run(env_id)
   for m, obj in enumerate(game.objects):
     colours = _OBJECTS[env_id][obj.name][0]
     need = _POSE_EXCEPTIONS.get((env_id, obj.name), 0.95)
@@ -163,9 +168,7 @@ def test_positions_are_the_sprites_centres_within_2_pixels(env_id):
 def test_objects_reported_missing_are_not_drawn_where_the_ram_puts_them(env_id):
   # The visibility rules against the frames: where an object is NaN, its colours are (all but
   # never) drawn around the position its RAM bytes give. (Reported frames do draw it: above.)
-  frames, ram = _run(env_id)
-  game = ground_truth._game(env_id)  # pylint: disable=protected-access
-  positions = ground_truth.atari_positions(env_id, ram)
+  frames, ram, game, positions = _game_run(env_id)
   for m, obj in enumerate(game.objects):
     missing = np.isnan(positions[:, m, 0])
     ram_xy = np.stack([obj.x(ram.astype(np.int64)), obj.y(ram.astype(np.int64))], -1)
