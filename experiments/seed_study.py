@@ -10,7 +10,11 @@ scored on the held-out episodes against the object ground truth (per-object reca
 `--threshold` raw-frame pixels, as `experiments.eval_tracking` does). No run directory, no
 checkpoints: for runs you keep, use `launch.sweep` over `experiments.train_transporter` and
 `experiments.eval_tracking --sweep_dir`. Writes a JSON with, per seed, the per-object recall,
-the wall time and the loss / keypoint-spread curves, and prints one line per seed.
+the wall time, the loss / keypoint-spread curves and the tracking metrics of
+`experiments.eval_tracking` (precision and recall per `--horizons`, track length, switches);
+prints one line per seed and, at the end, the tracking table of the seeds' mean and std (as
+`eval_tracking` prints for runs given one label). Any model type of the training binary
+trains here (`--config.model.model_type=jakab`, ...).
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ _LOG_EVERY = flags.DEFINE_integer("log_every", 50, "Record loss and spread every
                                   "steps (rounded up to whole dispatches).")
 _THRESHOLD = flags.DEFINE_float("threshold", 8.0, "A keypoint is on an object within this many "
                                 "pixels of the raw frame.")
+_HORIZONS = flags.DEFINE_list(
+    "horizons", ["0", "1", "2", "5", "10", "20", "50", "100"],
+    "Horizons (frames since a sequence's start) of the tracking metrics, as eval_tracking's.")
 
 
 def train_seed(config, seed: int, model, tx, frame_mean, frames, pair_index, step_fn,
@@ -79,6 +86,9 @@ def main(argv):
   config = _CONFIG.value
   try:
     seeds = [int(s) for s in _SEEDS.value]
+    horizons = [int(h) for h in _HORIZONS.value]
+    if min(horizons) < 0:
+      raise ValueError(f"horizons must be >= 0, got {horizons}")
     configs_lib.validate(config.model, config.train)
     train_set, heldout = data_lib.load_split(config.dataset.path, config.dataset.max_episodes,
                                              config.dataset.heldout_episodes)
@@ -117,14 +127,18 @@ def main(argv):
                                                                    state.batch_stats))
     scores = evaluation.score_heldout(detector, heldout, _THRESHOLD.value)
     recall = {n: float(r) for n, r in zip(scores.object_names, scores.per_object_recall)}
+    tracking = evaluation.tracking_result(config.model.model_type, None, config, scores,
+                                          heldout, _THRESHOLD.value, horizons)
     summary["seeds"].append({"seed": seed, "per_object_recall": recall,
                              "min_recall": float(min(recall.values())),
-                             "train_seconds": seconds, **curves})
+                             "train_seconds": seconds, **curves, "tracking": tracking})
     out.write_text(json.dumps(summary, indent=1))
     print(f"{summary['name']} seed {seed}: " + ", ".join(f"{n} {r:.2f}" for n, r in
                                                          recall.items())
           + f"; final loss {curves['loss'][-1]:.2e}, spread {curves['keypoint_spread'][-1]:.2f}, "
           f"{seconds:.0f} s", flush=True)
+  print(evaluation.tracking_table(
+      evaluation.group_seeds([s["tracking"] for s in summary["seeds"]]), horizons))
   hits = sum(s["min_recall"] >= 0.9 for s in summary["seeds"])
   print(f"{summary['name']}: {hits} of {len(seeds)} seeds put a keypoint on every object in "
         f">= 90% of held-out frames", flush=True)

@@ -160,16 +160,22 @@ def test_seed_study_trains_and_scores_every_seed(sprites_dir, tmp_path):
                  f"--config.dataset.path={sprites_dir}", "--config.model.image_size=(16, 16)",
                  "--config.model.num_keypoints=3", "--config.train.batch_size=4",
                  "--config.train.num_steps=6", "--seeds=3,4", "--log_every=3", "--threshold=2",
-                 f"--out={out}"])
+                 "--horizons=0,3", f"--out={out}"])
   assert result.returncode == 0, result.stderr[-3000:]
   study = json.loads(out.read_text())
   assert [s["seed"] for s in study["seeds"]] == [3, 4]
   for s in study["seeds"]:
     assert s["step"] == [3, 6] and len(s["loss"]) == 2 and len(s["keypoint_spread"]) == 2
     assert set(s["per_object_recall"]) == {"sprite_0", "sprite_1"}
+    # eval_tracking's metrics, per seed.
+    tracking = s["tracking"]
+    assert tracking["horizons"] == [0, 3] and tracking["model_type"] == "transporter"
+    assert tracking["per_object_recall"] == s["per_object_recall"]
+    assert all(0 <= v <= 1 for v in tracking["precision"] + tracking["recall"])
   # Different seeds are different runs.
   assert study["seeds"][0]["loss"] != study["seeds"][1]["loss"]
   assert "seed 3:" in result.stdout and "of 2 seeds" in result.stdout
+  assert "transporter (2 seeds)" in result.stdout and "R@3" in result.stdout
   plot = _run(["experiments.plot_seed_study", f"--study={out}", f"--out={tmp_path / 'c.png'}"])
   assert plot.returncode == 0, plot.stderr[-3000:]
   assert (tmp_path / "c.png").stat().st_size > 0
