@@ -212,7 +212,7 @@ def main(argv):
 
   def add(new_rows):
     # Each row is printed and saved as soon as it is measured, so that a run stopped early
-    # (a time limit on a lent machine) keeps what it measured.
+    # (a job's time limit on a cluster) keeps what it measured.
     rows.extend(new_rows)
     for r in new_rows:
       print(json.dumps(r), flush=True)
