@@ -5,9 +5,9 @@ walls. Positions are the sprites' centres as (x, y) pixels ((0, 0) = centre of t
 pixel), the same convention as every dataset's ground truth.
 
 With `background="scrolling"` the squares move over a textured background that scrolls
-sideways at `scroll_speed` pixels a frame (wrapping round), like the side-scrolling games the
-Transporter paper names as its limit ("cannot handle moving backgrounds"): every pixel of the
-frame then changes between frames, not only the objects'. The texture is dim blocks of random
+sideways at `scroll_speed` pixels a frame (wrapping round), the moving background the
+Transporter paper names as a case it cannot handle: every pixel of the frame then changes
+between frames, not only the objects'. The texture is dim blocks of random
 colour (each channel at most `_TEXTURE_MAX`), so the bright squares stay the only saturated
 colours on the screen.
 """

@@ -10,8 +10,9 @@ Two kinds of environment are supported, named by one id string:
   probability). The ground truth is the console's 128-byte RAM after each observation.
 * The dm_control manipulator arm, in its own domain, "dm_control/manipulator-<task>" with <task>
   one of `MANIPULATOR_TASKS`, and in the stacker domain, "dm_control/stacker-<task>" with <task>
-  one of `STACKER_TASKS` (stack_2, stack_4: the arm stacking 2 or 4 boxes). Frames are rendered directly at the requested size from a fixed camera
-  (default: camera 0, "fixed", which looks at the arm from the side). One frame is stored every
+  one of `STACKER_TASKS` (stack_2, stack_4: the arm stacking 2 or 4 boxes). Frames are rendered
+  directly at the requested size from a fixed camera (default: camera 0, "fixed", which looks
+  at the arm from the side). One frame is stored every
   `action_repeat=4` control steps (each 10 ms of simulated time), the random action held for all
   of them, so the arm visibly moves between frames. The ground truth is the pixel position of
   every visible body's centre of mass (`manipulator_body_names`), which for these single-shape

@@ -118,8 +118,10 @@ def _colour_box_offsets(frames, centres, colours, half_size, field, margin=4.0):
   offsets = np.full((len(frames), 2), np.nan)
   for t in np.flatnonzero(np.isfinite(centres).all(-1)):
     (x, y), (hx, hy) = centres[t], half_size
-    x0, x1 = max(int(np.floor(x - hx - margin)), int(field[0])), min(int(np.ceil(x + hx + margin)), int(field[2]))
-    y0, y1 = max(int(np.floor(y - hy - margin)), int(field[1])), min(int(np.ceil(y + hy + margin)), int(field[3]))
+    x0 = max(int(np.floor(x - hx - margin)), int(field[0]))
+    x1 = min(int(np.ceil(x + hx + margin)), int(field[2]))
+    y0 = max(int(np.floor(y - hy - margin)), int(field[1]))
+    y1 = min(int(np.ceil(y + hy + margin)), int(field[3]))
     if x1 < x0 or y1 < y0:
       continue
     window = frames[t, y0:y1 + 1, x0:x1 + 1]
@@ -175,7 +177,8 @@ def test_objects_reported_missing_are_not_drawn_where_the_ram_puts_them(env_id):
     offsets = _colour_box_offsets(frames, ram_xy, _OBJECTS[env_id][obj.name][0], obj.half_size,
                                   game.field)
     drawn = np.isfinite(offsets).all(-1)
-    assert (missing & drawn).sum() <= 0.02 * len(frames), (env_id, obj.name, (missing & drawn).sum())
+    wrongly_missing = (missing & drawn).sum()
+    assert wrongly_missing <= 0.02 * len(frames), (env_id, obj.name, wrongly_missing)
 
 
 def test_frostbite_man_is_followed_while_he_sinks():
