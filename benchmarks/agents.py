@@ -12,6 +12,11 @@ step with one update, as the default config trains; "steps_per_s" counts agent s
 member (so 5 seeds at 100 steps/s means 500 environment steps a second); "hours_100k" is
 100,000 such steps. Without --keypoint_run KeyQN reads an untrained detector of the main job's
 size (the compute is the same).
+
+Evaluation rows ("eval_g<G>"): one evaluation step with every member playing G games side by
+side (the config's eval_games_at_once), environments, observer and acting together;
+"eval_steps_per_s" counts agent steps of each member's games (G per evaluation step), so
+G = 10 at the same speed as G = 1 would be ten times the evaluation throughput.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ _GAME = flags.DEFINE_string("env_id", "ALE/Pong-v5", "Game (an ALE id, or catch)
 _STEPS = flags.DEFINE_integer("steps", 50, "Timed agent steps per row (after a warm-up).")
 _KEYPOINT_RUN = flags.DEFINE_string("keypoint_run", None,
                                     "A Transporter run for KeyQN (default: an untrained one).")
+_EVAL_GAMES = flags.DEFINE_list("eval_games", ["1", "10"], "Games per member side by side "
+                                "to time evaluation steps with (none: no evaluation rows).")
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the rows to this JSON file.")
 
 
@@ -122,6 +129,29 @@ def time_agent(name: str, num_seeds: int, steps: int) -> dict:
           "hours_100k": round(100_000 * total / 1e3 / 3600, 2)}
 
 
+def time_evaluation(name: str, num_seeds: int, games: int, steps: int) -> dict:
+  """One evaluation step of N members with `games` games each, at the evaluation epsilon."""
+  config = agent_config.get_config()
+  config.update(dict(agent=name, env_id=_GAME.value, num_seeds=num_seeds))
+  agent = agents.build(name, config.env_id, _detector() if name == "keyqn" else None,
+                       config.network.embed_sizes, config.network.hidden_sizes,
+                       config.network.feature_norm)
+  learner = dqn.Population(config, agent.network, agent.observer, agent.convolutional)
+  actors = actors_lib.Actors(config.env_id, list(range(num_seeds * games)), agent.observer,
+                             config.history)
+
+  def step():
+    observation = actors.observation()
+    actions = learner.act(observation.reshape(num_seeds, games, *observation.shape[1:]), 0,
+                          config.exploration.eval_epsilon)
+    actors.step(actions.reshape(-1))
+
+  ms = _median_ms(step, steps)
+  actors.close()
+  return {"name": f"{name}/{_GAME.value}/seeds{num_seeds}/eval_g{games}",
+          "eval_step_ms": round(ms, 3), "eval_steps_per_s": round(1e3 * games / ms, 1)}
+
+
 def main(argv):
   del argv
   rows = []
@@ -135,6 +165,13 @@ def main(argv):
             f"{row['act_ms']:6.2f} {row['sample_ms']:7.2f} {row['update_ms']:7.2f} "
             f"{row['step_ms']:8.2f} {row['steps_per_s']:8.1f} {row['hours_100k']:7.2f}",
             flush=True)
+  for name in _AGENTS.value:
+    for seeds in _SEEDS.value:
+      for games in _EVAL_GAMES.value:
+        row = time_evaluation(name, int(seeds), int(games), _STEPS.value)
+        rows.append(row)
+        print(f"{row['name']:34s} evaluation step {row['eval_step_ms']:8.2f} ms, "
+              f"{row['eval_steps_per_s']:8.1f} agent steps/s per member", flush=True)
   if _JSON_OUT.value:
     with open(_JSON_OUT.value, "w") as f:
       json.dump(rows, f, indent=2)

@@ -51,7 +51,8 @@ _RUN_DIR = flags.DEFINE_string(
 
 # What a restart may change: how long the run goes on and how it reports.
 RESUMABLE_FIELDS = ("num_steps", "log_every", "checkpoint_every", "eval_every",
-                    "eval_episodes", "final_eval_episodes", "eval_max_steps", "video_steps")
+                    "eval_episodes", "final_eval_episodes", "eval_max_steps", "eval_games_at_once",
+                    "video_steps")
 EVAL_SEED_OFFSET = 1_000_000  # evaluation games never replay a training game's seed
 FINAL_EVAL = "final_eval.json"
 
@@ -66,14 +67,24 @@ def main(argv):
 
 def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
              record: list | None = None) -> np.ndarray:
-  """Raw scores [N, episodes] at the evaluation epsilon on fresh environments.
+  """Raw scores [N, episodes] at the evaluation epsilon on fresh environments, each member
+  playing up to config.eval_games_at_once games side by side (one detector or Q-network call
+  for all of them).
 
   `index` picks the games (evaluation i always plays the same seeds, never a training game's:
-  0 is the final evaluation, i >= 1 the periodic ones); `record` collects
-  member 0's frames (and keypoints for KeyQN) for a video."""
-  actors = actors_lib.Actors(config.env_id, harness.member_seeds(config, EVAL_SEED_OFFSET * (index + 1)),
-                             agent.observer, config.history)
+  0 is the final evaluation, i >= 1 the periodic ones; slot g of member m plays from seed
+  config.seed + m + g * N + EVAL_SEED_OFFSET * (i + 1)); `record` collects member 0's frames
+  (and keypoints for KeyQN) for a video."""
+  n, at_once = config.num_seeds, min(config.eval_games_at_once, episodes)
+  slot_seeds = [harness.member_seeds(config, EVAL_SEED_OFFSET * (index + 1) + g * n)
+                for g in range(at_once)]
+  seeds = [slot_seeds[g][m] for m in range(n) for g in range(at_once)]  # member-major
+  actors = actors_lib.Actors(config.env_id, seeds, agent.observer, config.history)
   keys = jax.vmap(jax.random.fold_in, (0, None))(learner.act_keys, index + 1)
+
+  def policy(observation, step):
+    observation = observation.reshape(n, at_once, *observation.shape[1:])
+    return learner.act(observation, step, config.exploration.eval_epsilon, keys).reshape(-1)
 
   def on_step(acts, actions):
     del actions
@@ -87,9 +98,8 @@ def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
       record.append(frame)
 
   try:
-    return actors_lib.evaluate(
-        actors, lambda obs, step: learner.act(obs, step, config.exploration.eval_epsilon, keys),
-        episodes, config.eval_max_steps, on_step if record is not None else None)
+    return actors_lib.evaluate(actors, policy, episodes, config.eval_max_steps,
+                               on_step if record is not None else None, at_once)
   finally:
     actors.close()
 

@@ -137,23 +137,37 @@ class Actors:
 
 def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], episodes: int,
              max_steps: int | None = None,
-             on_step: Callable[[Actors, np.ndarray], None] | None = None) -> np.ndarray:
-  """Raw scores [N, episodes] of `policy(observation [N, H, ...], step) -> actions [N]`.
+             on_step: Callable[[Actors, np.ndarray], None] | None = None,
+             games_at_once: int = 1) -> np.ndarray:
+  """Raw scores [M, episodes] of `policy(observation [M * G, H, ...], step) -> actions [M * G]`.
 
-  All members step until each has finished `episodes` games (games past that are ignored);
-  `max_steps` bounds the total agent steps (scores of unfinished games are NaN).
-  `on_step(actors, actions)` sees every step (e.g. to record a video).
+  `actors` holds M members' G = `games_at_once` environments each, member-major (environment
+  m * G + g is member m's slot g): every member plays `episodes` games, G at a time. Slot g
+  plays a number of games fixed in advance (episodes // G, one more for the first
+  episodes % G slots) and its scores are kept whatever the games' lengths, so running games
+  side by side never favours short games. `max_steps` bounds the steps of the loop (each steps
+  every environment once); scores of games not finished by then are NaN. `on_step(actors,
+  actions)` sees every step (e.g. to record a video).
   """
-  scores = np.full((actors.num_members, episodes), np.nan)
-  done = np.zeros(actors.num_members, np.int64)
+  if games_at_once < 1 or actors.num_members % games_at_once:
+    raise ValueError(f"{actors.num_members} environments do not hold {games_at_once} games "
+                     "per member")
+  num_members = actors.num_members // games_at_once
+  quota = np.array([episodes // games_at_once + (g < episodes % games_at_once)
+                    for g in range(games_at_once)] * num_members)
+  played = np.zeros(actors.num_members, np.int64)
+  scores = np.full((num_members, episodes), np.nan)
+  done = np.zeros(num_members, np.int64)
   step = 0
-  while (done < episodes).any() and (max_steps is None or step < max_steps):
+  while (played < quota).any() and (max_steps is None or step < max_steps):
     actions = policy(actors.observation(), step)
     if on_step is not None:
       on_step(actors, actions)
     _, finished = actors.step(actions)
-    for member, score, _ in finished:
-      if done[member] < episodes:
+    for env, score, _ in finished:
+      if played[env] < quota[env]:
+        played[env] += 1
+        member = env // games_at_once
         scores[member, done[member]] = score
         done[member] += 1
     step += 1

@@ -153,6 +153,8 @@ def validate(config) -> None:
       (config.eval_every >= 0, f"eval_every must be >= 0, got {config.eval_every}"),
       (config.eval_episodes >= 1 and config.final_eval_episodes >= 1,
        "eval_episodes and final_eval_episodes must be >= 1"),
+      (config.eval_games_at_once >= 1,
+       f"eval_games_at_once must be >= 1, got {config.eval_games_at_once}"),
       (config.video_steps >= 0, f"video_steps must be >= 0, got {config.video_steps}"),
       # The learner splits every member's batch over this machine's devices.
       (learner.batch_size % jax.local_device_count() == 0,

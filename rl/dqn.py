@@ -150,11 +150,13 @@ class Population:
       self.update = xla.jit(batched, donate_argnums=0)
 
     def population_act(params, observation, keys, step, epsilon):
+      """[N, G] actions for [N, G, H, ...]: member m acts in its G games with its own key."""
       step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, step)
-      return jax.vmap(lambda p, o, k: act(p, o[None], k, epsilon, apply)[0])(
+      return jax.vmap(lambda p, o, k: act(p, o, k, epsilon, apply))(
           params, observation, step_keys)
 
     self._act = xla.jit(population_act)
+    self._observation_ndim = example.ndim
 
   def place(self, state: LearnerState) -> LearnerState:
     """`state` where the update expects it: on every device of the mesh (or as it is)."""
@@ -162,8 +164,12 @@ class Population:
 
   def act(self, observation: np.ndarray, step: int, epsilon: float,
           keys: jax.Array | None = None) -> np.ndarray:
-    """Actions [N] for each member's observation [N, H, ...] (`keys`: other exploration keys,
-    e.g. for evaluation games)."""
+    """Actions [N] for each member's observation [N, H, ...], or [N, G] for G games per member
+    [N, G, H, ...] (evaluation plays several at once); `keys`: other exploration keys, e.g. for
+    evaluation games."""
     keys = self.act_keys if keys is None else keys
-    return np.asarray(self._act(self.state.params, jnp.asarray(observation), keys,
-                                jnp.int32(step), jnp.float32(epsilon)))
+    observation = jnp.asarray(observation)
+    single = observation.ndim == 1 + self._observation_ndim
+    actions = self._act(self.state.params, observation[:, None] if single else observation,
+                        keys, jnp.int32(step), jnp.float32(epsilon))
+    return np.asarray(actions[:, 0] if single else actions)

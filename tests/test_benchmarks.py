@@ -48,3 +48,21 @@ def test_options_benchmark_times_both_ways_of_updating_the_heads(tmp_path):
   assert row["vmapped_ms"] > 0 and row["loop_ms"] > 0 and row["act_ms"] > 0
   assert abs(row["loop_over_vmapped"] - row["loop_ms"] / row["vmapped_ms"]) < 0.01 + 0.01 * \
       row["loop_over_vmapped"]
+
+
+def test_agents_benchmark_times_training_and_evaluation_steps(tmp_path):
+  out = tmp_path / "agents.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "benchmarks.agents", "--agents=pixel_dqn", "--env_id=catch",
+       "--seeds=2", "--eval_games=1,3", "--steps=2", f"--json_out={out}"],
+      capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  rows = {r["name"]: r for r in json.loads(out.read_text())}
+  assert set(rows) == {"pixel_dqn/catch/seeds2", "pixel_dqn/catch/seeds2/eval_g1",
+                       "pixel_dqn/catch/seeds2/eval_g3"}
+  train = rows["pixel_dqn/catch/seeds2"]
+  assert train["update_ms"] > 0 and train["steps_per_s"] > 0
+  for games in (1, 3):
+    row = rows[f"pixel_dqn/catch/seeds2/eval_g{games}"]
+    assert abs(row["eval_steps_per_s"] - 1e3 * games / row["eval_step_ms"]) < 0.1 + 0.01 * \
+        row["eval_steps_per_s"]

@@ -53,7 +53,9 @@ def get_config():
   config.eval_every = 25_000  # agent steps between evaluations (0: only the final one)
   config.eval_episodes = 5  # games per member per periodic evaluation
   config.final_eval_episodes = 100  # games per member in the final evaluation
-  config.eval_max_steps = 200_000  # bound on agent steps of one evaluation (all games)
+  # Bound on the steps of one evaluation (each step moves every game in play one agent step).
+  config.eval_max_steps = 200_000
+  config.eval_games_at_once = 10  # games each member plays side by side in an evaluation
   config.log_every = 1000
   config.checkpoint_every = 10_000
   config.video_steps = 600  # agent steps of the final video (member 0)
