@@ -76,7 +76,8 @@ def time_heads(k: int, steps: int) -> dict:
   one = xla.jit(functools.partial(
       dqn.update, apply=network.apply, optimizer=learners.optimizer,
       double=config.learner.double, loss_kind=config.learner.loss,
-      target_update_period=config.learner.target_update_period), donate_argnums=0)
+      target_update_period=config.learner.target_update_period), convolutional=False,
+      donate_argnums=0)
   member = {name: value[0] for name, value in batch.items()}
   rewards = options.head_rewards(member)
   heads = [jax.tree.map(lambda x, i=i: jnp.copy(x[0, i]), learners.state)

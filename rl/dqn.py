@@ -145,9 +145,10 @@ class Population:
       parallel.check_batch_size(config.learner.batch_size, self.mesh)
       sharding = parallel.batch_sharding(self.mesh, axis=1)  # [members, batch, ...]
       self.update = xla.jit(lambda state, batch: batched(
-          state, jax.lax.with_sharding_constraint(batch, sharding)), donate_argnums=0)
+          state, jax.lax.with_sharding_constraint(batch, sharding)), convolutional=convolutional,
+                            donate_argnums=0)
     else:
-      self.update = xla.jit(batched, donate_argnums=0)
+      self.update = xla.jit(batched, convolutional=convolutional, donate_argnums=0)
 
     def population_act(params, observation, keys, step, epsilon):
       """[N, G] actions for [N, G, H, ...]: member m acts in its G games with its own key."""
@@ -155,7 +156,7 @@ class Population:
       return jax.vmap(lambda p, o, k: act(p, o, k, epsilon, apply))(
           params, observation, step_keys)
 
-    self._act = xla.jit(population_act)
+    self._act = xla.jit(population_act, convolutional=convolutional)
     self._observation_ndim = example.ndim
 
   def place(self, state: LearnerState) -> LearnerState:

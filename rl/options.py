@@ -124,7 +124,8 @@ class OptionLearners:
     one = functools.partial(heads_update, apply=apply, optimizer=self.optimizer,
                             double=learner.double, loss_kind=learner.loss,
                             target_update_period=learner.target_update_period)
-    self.update = xla.jit(jax.vmap(one), donate_argnums=0)
+    # The heads are MLPs over keypoint records: XLA:CPU's matrix-product fusions stay on.
+    self.update = xla.jit(jax.vmap(one), convolutional=False, donate_argnums=0)
     choice, top = config.options.choice, config.options.top_keypoints
     if choice not in CHOICES:
       raise ValueError(f"unknown option choice {choice!r}; expected one of {', '.join(CHOICES)}")
@@ -143,7 +144,7 @@ class OptionLearners:
                                                lambda _, x: x)[0])(q_head, act_keys)
       return actions, heads, gap
 
-    self._act = xla.jit(population_act)
+    self._act = xla.jit(population_act, convolutional=False)
 
   def act(self, observation: np.ndarray, heads: np.ndarray, choose: np.ndarray, step: int,
           epsilon: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -62,3 +62,8 @@ def test_xla_jit_compiles_the_same_function():
     text = xla.jit(grad).lower(x, w).compile().as_text()
     assert "ynn_fusion" not in text
     assert "ynn_fusion" in jax.jit(grad).lower(x, w).compile().as_text()
+    # Matrix products alone (convolutional=False) keep the fusions.
+    dense = lambda a, b: jnp.tanh(a @ b)
+    a, b = jnp.ones((64, 128)), jnp.ones((128, 256))
+    assert "ynn_fusion" in xla.jit(dense, convolutional=False).lower(a, b).compile().as_text()
+    assert "ynn_fusion" not in xla.jit(dense).lower(a, b).compile().as_text()
