@@ -54,7 +54,8 @@ _STEPS_PER_DISPATCH = flags.DEFINE_integer(
     "steps_per_dispatch", 0, "Training steps per jitted call (lax.scan; the same steps as one "
     "call each). 0: one on the CPU, where convolutions inside a loop run slowly, and on an "
     "accelerator the largest divisor of 50 that divides log_every, image_every and "
-    "checkpoint_every; a number given must divide all three. Multi-host runs take one.")
+    "checkpoint_every; a number given must divide all three. Multi-host runs too: each "
+    "process's pairs are drawn on its devices.")
 
 
 def main(argv):
@@ -71,11 +72,6 @@ def main(argv):
     chunk = harness.steps_per_dispatch(_STEPS_PER_DISPATCH.value, {
         f"config.{name}": int(config[name]) for name in ("log_every", "image_every",
                                                          "checkpoint_every")})
-    if jax.process_count() > 1 and chunk > 1:
-      if _STEPS_PER_DISPATCH.value:
-        raise ValueError("a multi-host run takes one step per dispatch (each host draws its "
-                         "pairs between steps); leave out --steps_per_dispatch")
-      chunk = 1
     train_set, heldout = data_lib.load_split(config.dataset.path, config.dataset.max_episodes,
                                              config.dataset.heldout_episodes)
     if tuple(train_set.frames.shape[1:3]) != tuple(config.model.image_size):
@@ -136,15 +132,10 @@ def train(config, run_dir, train_set, heldout, pair_index, is_main, chunk) -> No
     pair_index = parallel.replicate(pair_index, mesh)
   else:  # each host draws its share of the pairs from its own episodes
     host_set = train_set.select_episodes(parallel.host_episodes(train_set.num_episodes))
-    multihost = parallel.multihost_step(
+    steps_fn = parallel.multihost_steps(
         mesh, host_set.frames, data_lib.make_pair_index(
             host_set.episode_lengths, config.train.min_offset, config.train.max_offset),
         config.train.batch_size, pixel_weights)
-
-    def steps_fn(state, n):
-      assert n == 1, n
-      state, metrics = multihost(state)
-      return state, jax.tree.map(lambda m: m[None], metrics)
   # A fixed held-out batch for the held-out loss and the reconstruction picture, drawn from
   # the run's seed.
   heldout_key, eval_key, picture_key = jax.random.split(jax.random.fold_in(

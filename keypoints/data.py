@@ -282,11 +282,15 @@ def make_pair_index(episode_lengths: np.ndarray, min_offset: int = 1,
                    min_offset=jnp.asarray(min_offset, jnp.int32))
 
 
-def sample_pair_indices(key: jax.Array, index: PairIndex,
-                        batch_size: int) -> tuple[jax.Array, jax.Array]:
-  """Draws `batch_size` (source, target) global frame indices; int32 [B] each."""
+def sample_pair_indices(key: jax.Array, index: PairIndex, batch_size: int,
+                        num_sources: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """Draws `batch_size` (source, target) global frame indices; int32 [B] each.
+
+  `num_sources`: how many leading entries of an index padded at its end are real (default: all
+  of them)."""
   pick_key, offset_key = jax.random.split(key)
-  i = jax.random.randint(pick_key, (batch_size,), 0, index.sources.shape[0])
+  count = index.sources.shape[0] if num_sources is None else num_sources
+  i = jax.random.randint(pick_key, (batch_size,), 0, count)
   source = index.sources[i]
   span = index.max_offsets[i] - index.min_offset + 1
   u = jax.random.uniform(offset_key, (batch_size,))

@@ -74,27 +74,84 @@ def host_episodes(num_episodes: int) -> range:
   return range(index, num_episodes, count)
 
 
-def multihost_step(mesh: Mesh, frames: np.ndarray, pair_index, batch_size: int,
-                   pixel_weights: jax.Array | None = None):
-  """state -> (state, metrics): `train.sample_and_train`'s step for a run over several
-  processes. Each process draws its batch_size / process_count pairs from its own episodes
-  (`frames`, `pair_index`: its share, see `host_episodes`) with `train.host_pairs`; the shares
-  form one global batch split over the mesh, and the step runs on every device."""
+def multihost_steps(mesh: Mesh, frames: np.ndarray, pair_index, batch_size: int,
+                    pixel_weights: jax.Array | None = None):
+  """(state, n) -> (state, metrics of each step [n]): n steps of `train.sample_and_train` in
+  one dispatch for a run over several processes, pairs drawn on the devices (no host
+  round-trip).
+
+  Each process holds its own episodes (`frames`, `pair_index`: its share, see
+  `host_episodes`), copied once onto each of its devices. In every step each process's share
+  of the batch, batch_size / process_count pairs, is drawn from its episodes with the step's
+  sampling key (that of `sample_and_train`) folded with the process index, and its devices
+  each take their slice of it; the slices form one global batch split over the mesh, and the
+  step runs on every device. n > 1 runs the steps in a `lax.scan` (for accelerators; see
+  `train.sample_and_train`).
+  """
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  from keypoints import data  # pylint: disable=g-import-not-at-top
   from keypoints import train  # pylint: disable=g-import-not-at-top
   from keypoints import xla  # pylint: disable=g-import-not-at-top
-  sample = xla.jit(functools.partial(train.host_pairs, batch_size=batch_size // jax.process_count(),
-                                     process_index=jax.process_index()))
-  train_fn = xla.jit(train.train_on_pairs, donate_argnums=0)
-  sharding = batch_sharding(mesh)
-  frames = jax.device_put(frames, jax.local_devices()[0])
+  process = jax.process_index()
+  local = sum(d.process_index == process for d in mesh.devices.flat)
+  host_batch, device_batch = batch_size // jax.process_count(), batch_size // mesh.size
+  sources = np.asarray(pair_index.sources)
+  max_offsets = np.asarray(pair_index.max_offsets)
+  min_offset = int(pair_index.min_offset)
+  # Every process pads its share to the largest one, so the arrays have one global shape.
+  sizes = np.asarray(multihost_utils.process_allgather(
+      np.array([len(frames), len(sources)]))).reshape(-1, 2).max(axis=0)
+  split = batch_sharding(mesh)
 
-  def step(state):
-    pairs = sample(state.key.addressable_data(0), frames, pair_index)
-    batch = {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-             for k, v in pairs.items()}
-    return train_fn(state, batch, pixel_weights)
+  def on_each_local_device(x: np.ndarray, size: int | None = None) -> jax.Array:
+    """[mesh.size, size, ...]: this process's `x` (padded to `size`) on each of its devices."""
+    if size is not None:
+      x = np.concatenate([x, np.zeros((size - len(x), *x.shape[1:]), x.dtype)])
+    return jax.make_array_from_process_local_data(
+        split, np.broadcast_to(x[None], (local, *x.shape)), (mesh.size, *x.shape))
 
-  return step
+  device_frames = on_each_local_device(np.asarray(frames), int(sizes[0]))
+  device_sources = on_each_local_device(sources, int(sizes[1]))
+  device_offsets = on_each_local_device(max_offsets, int(sizes[1]))
+  num_sources = on_each_local_device(np.int32(len(sources)))
+  process_index = on_each_local_device(np.int32(process))
+  # The rank of each device among its process's devices, in the mesh's order: the order in
+  # which a process's rows of the global batch are laid out on its devices.
+  rank = jax.make_array_from_process_local_data(split, np.arange(local, dtype=np.int32),
+                                                (mesh.size,))
+
+  def draw(key, frames, sources, max_offsets, count, process, rank):
+    _, sample_key = jax.random.split(key)
+    index = data.PairIndex(sources=sources[0], max_offsets=max_offsets[0],
+                           min_offset=jax.numpy.int32(min_offset))
+    source, target = data.sample_pair_indices(jax.random.fold_in(sample_key, process[0]), index,
+                                              host_batch, count[0])
+    mine = lambda x: jax.lax.dynamic_slice_in_dim(x, rank[0] * device_batch, device_batch)
+    return {"source": frames[0][mine(source)], "target": frames[0][mine(target)]}
+
+  along = PartitionSpec(DATA_AXIS)
+  draw = jax.shard_map(draw, mesh=mesh, in_specs=(PartitionSpec(),) + (along,) * 6,
+                       out_specs=along, check_vma=False)
+  arrays = (device_frames, device_sources, device_offsets, num_sources, process_index, rank)
+
+  def one(state, arrays):
+    return train.train_on_pairs(state, draw(state.key, *arrays), pixel_weights)
+
+  def steps(state, arrays, num_steps):
+    if num_steps == 1:
+      state, metrics = one(state, arrays)
+      return state, jax.tree.map(lambda m: m[None], metrics)
+    return jax.lax.scan(lambda s, _: one(s, arrays), state, None, length=num_steps)
+
+  compiled = {}
+
+  def run(state, num_steps: int):
+    if num_steps not in compiled:
+      compiled[num_steps] = xla.jit(functools.partial(steps, num_steps=num_steps),
+                                    donate_argnums=0)
+    return compiled[num_steps](state, arrays)
+
+  return run
 
 
 class ReplicaMismatch(RuntimeError):

@@ -211,19 +211,10 @@ def sample_and_train(state: TrainState, frames: jax.Array, pair_index: data_lib.
   return train_on_pairs(state, batch, pixel_weights)
 
 
-def host_pairs(state_key: jax.Array, frames: jax.Array, pair_index: data_lib.PairIndex,
-               batch_size: int, process_index: int) -> dict[str, jax.Array]:
-  """One host's share of a step's pairs in a multi-host run: drawn from the host's own frames
-  with the step's sampling key (that of `sample_and_train`) folded with the host's index."""
-  _, sample_key = jax.random.split(state_key)
-  return data_lib.sample_pairs(jax.random.fold_in(sample_key, process_index), frames,
-                               pair_index, batch_size)
-
-
 def train_on_pairs(state: TrainState, batch: dict[str, jax.Array],
                    pixel_weights: jax.Array | None = None) -> tuple[TrainState, dict]:
-  """The step of `sample_and_train` on pairs drawn from the state's key (by it, or by each host
-  with `host_pairs`); advances the key as it does."""
+  """The step of `sample_and_train` on pairs drawn from the state's key (by it, or by each
+  process, `parallel.multihost_steps`); advances the key as it does."""
   key, sample_key = jax.random.split(state.key)
   if pixel_weights is not None:
     batch = {**batch, "pixel_weights": pixel_weights}
