@@ -1,9 +1,12 @@
 """Finished agent runs -> the Atari-100k table: our KeyQN and pixel DQN beside published scores.
 
-  python -m experiments.atari_table --runs_root=runs/agents --out=docs/atari100k
+  python -m experiments.atari_table --runs_root=runs/agents --keep=docs/agents --out=docs/atari100k
 
 Every run directory under --runs_root (or given by --runs) that holds final_eval.json counts;
-the seeds of all runs of one (game, agent) are pooled. Writes <out>.md (raw scores: mean (std
+the seeds of all runs of one (game, agent) are pooled. `--keep` copies each finished run's
+small result files (config.json, final_eval.json, metrics.csv, the learning curve) into
+<keep>/<run name>/ and counts the runs kept there before, so results outlive their run
+directories (a run kept and still present counts once). Writes <out>.md (raw scores: mean (std
 over seeds), seeds, training hours; the same human-normalised) and <out>.png (a bar plot of
 human-normalised scores). Beside every KeyQN row stands its detector's per-object recall on
 held-out frames (a keypoint within --threshold raw pixels), so that a bad detector is never
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import sys
 
 import numpy as np
@@ -28,6 +32,8 @@ _RUNS = flags.DEFINE_list("runs", [], "Agent run directories.")
 _RUNS_ROOT = flags.DEFINE_string("runs_root", None,
                                  "A folder whose sub-folders are agent run directories.")
 _OUT = flags.DEFINE_string("out", "atari100k", "Output path without extension (.md and .png).")
+_KEEP = flags.DEFINE_string("keep", None, "A folder (e.g. docs/agents) that keeps the result "
+                            "files of finished runs; its runs count too.")
 _THRESHOLD = flags.DEFINE_float("threshold", 8.0, "Detector recall: a keypoint within this "
                                 "many raw pixels of an object counts.")
 
@@ -69,7 +75,9 @@ def collect(run_dirs: list[pathlib.Path], threshold: float) -> dict:
     entry["hours"].append(final.get("train_hours"))
     entry["episodes"].append(final["episodes_per_seed"])
     entry["runs"].append(str(run_dir))
-    if config.agent == "keyqn" and config.keypoint_run:
+    if final.get("detector_recall"):  # measured when the run finished
+      entry["recall"] = final["detector_recall"]
+    elif config.agent == "keyqn" and config.keypoint_run:
       if config.keypoint_run not in recalls:
         try:
           recalls[config.keypoint_run] = evaluation.run_recall(config.keypoint_run, threshold)
@@ -78,6 +86,28 @@ def collect(run_dirs: list[pathlib.Path], threshold: float) -> dict:
           recalls[config.keypoint_run] = None
       entry["recall"] = recalls[config.keypoint_run]
   return groups
+
+
+KEPT_FILES = ("config.json", "final_eval.json", "metrics.csv", "images/learning_curve.png")
+
+
+def keep(run_dirs: list[pathlib.Path], folder: pathlib.Path) -> list[pathlib.Path]:
+  """Copies the result files of the finished `run_dirs` into folder/<run name>/ and returns
+  every run kept there (those copied now and earlier). Raises ValueError (one line) when two
+  different runs share a name."""
+  for run_dir in run_dirs:
+    target = folder / run_dir.name
+    if target.resolve() == run_dir.resolve():
+      continue
+    final = target / "final_eval.json"
+    if final.is_file() and final.read_bytes() != (run_dir / "final_eval.json").read_bytes():
+      raise ValueError(f"{target} keeps another run named {run_dir.name}: rename one")
+    for name in KEPT_FILES:
+      if (run_dir / name).is_file():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run_dir / name, target / name)
+  return sorted(p for p in folder.iterdir() if (p / "final_eval.json").is_file()) \
+      if folder.is_dir() else []
 
 
 def _cell(values: list[float]) -> str:
@@ -172,6 +202,11 @@ def main(argv):
   unfinished = [r for r in run_dirs if r not in finished]
   for r in unfinished:
     print(f"skipping {r}: no final_eval.json (unfinished)", file=sys.stderr)
+  if _KEEP.value:
+    try:
+      finished = keep(finished, pathlib.Path(_KEEP.value))
+    except ValueError as e:
+      sys.exit(f"error: {e}")
   if not finished:
     sys.exit("error: no finished agent run (a run directory with final_eval.json) was given")
   groups = collect(finished, _THRESHOLD.value)

@@ -33,6 +33,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from experiments import harness
+from keypoints import evaluation
 from keypoints import parallel
 from keypoints import run_dir as run_dir_lib
 from keypoints import visualize
@@ -223,6 +224,19 @@ def _finite_or_none(x) -> float | None:
   return float(x) if math.isfinite(float(x)) else None
 
 
+def detector_recall(config, threshold: float = 8.0) -> dict[str, float] | None:
+  """KeyQN's detector's per-object recall on its held-out frames (a keypoint within
+  `threshold` raw pixels), kept in final_eval.json so that the results table can show it after
+  the detector's run directory is gone; None for pixel DQN or where it cannot be scored."""
+  if config.agent != "keyqn" or not config.keypoint_run:
+    return None
+  try:
+    return evaluation.run_recall(config.keypoint_run, threshold)
+  except (ValueError, FileNotFoundError) as e:
+    logging.warning("no detector recall for %s: %s", config.keypoint_run, e)
+    return None
+
+
 def final_evaluation(config, run_dir: pathlib.Path, agent, learner: dqn.Population, step: int,
                      seconds: float) -> None:
   """final_eval.json, the learning curve and the video of member 0."""
@@ -239,6 +253,7 @@ def final_evaluation(config, run_dir: pathlib.Path, agent, learner: dqn.Populati
             "mean": _finite_or_none(np.mean(per_member)),
             "std_over_seeds": _finite_or_none(np.std(per_member)),
             "keypoint_run": config.keypoint_run or None,
+            "detector_recall": detector_recall(config),
             "train_hours": seconds / 3600, "eval_seconds": time.perf_counter() - start}
   tmp = run_dir / (FINAL_EVAL + ".tmp")
   tmp.write_text(json.dumps(result, indent=2))

@@ -44,3 +44,28 @@ def test_table_pools_seeds_and_normalises(tmp_path):
 def test_human_normalised_bounds():
   assert atari_table.human_normalised(-20.7, "pong") == pytest.approx(0.0)
   assert atari_table.human_normalised(9.3, "pong") == pytest.approx(1.0)
+
+
+def test_kept_results_outlive_their_run_directories(tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  a = _finished_run(tmp_path / "runs" / "a", "keyqn", "ALE/Pong-v5", [-15.0, -17.0], 1.0)
+  final = json.loads((a / "final_eval.json").read_text())
+  final["detector_recall"] = {"player": 1.0, "enemy": 0.5, "ball": 0.25}
+  (a / "final_eval.json").write_text(json.dumps(final))
+  kept = tmp_path / "kept"
+  assert [p.name for p in atari_table.keep([a], kept)] == ["a"]
+  assert (kept / "a" / "config.json").is_file()
+  shutil.rmtree(a)  # the run directory is gone; a later run joins the kept one
+  b = _finished_run(tmp_path / "runs" / "b", "keyqn", "ALE/Pong-v5", [-16.0], 0.5)
+  runs = atari_table.keep([b], kept)
+  assert [p.name for p in runs] == ["a", "b"]
+  groups = atari_table.collect(runs, threshold=8.0)
+  assert groups[("pong", "keyqn")]["scores"] == [-15.0, -17.0, -16.0]
+  # The recall measured when the run finished (the detector's run is not needed).
+  assert groups[("pong", "keyqn")]["recall"] == {"player": 1.0, "enemy": 0.5, "ball": 0.25}
+  assert "player 1.00, enemy 0.50, ball 0.25" in atari_table.markdown(groups, 8.0)
+  # Keeping again changes nothing; another run under a kept run's name is refused.
+  assert [p.name for p in atari_table.keep([b], kept)] == ["a", "b"]
+  other = _finished_run(tmp_path / "other" / "b", "keyqn", "ALE/Pong-v5", [3.0], 0.5)
+  with pytest.raises(ValueError, match="keeps another run named b"):
+    atari_table.keep([other], kept)

@@ -218,15 +218,15 @@ def test_two_processes_train_together_resume_bit_exactly_and_one_process_reads_t
   # steps, up to float rounding of a loop body fused differently.
   scanned = tmp_path / "scanned"
   _two_processes([c.replace(str(run_dir), str(scanned)) for c in cmd]
-                 + ["--config.train.num_steps=15", "--steps_per_dispatch=5"])
+                 + ["--config.train.num_steps=10", "--steps_per_dispatch=5"])
   # (Compared by what the steps did and what the detector says, not parameter by parameter:
   # Adam moves a parameter whose gradient is zero in exact arithmetic by up to a learning rate
   # on rounding noise, see test_scanned_steps_equal_single_steps.)
   table = [np.loadtxt(d / "metrics.csv", delimiter=",", skiprows=1) for d in (run_dir, scanned)]
-  np.testing.assert_allclose(table[1], table[0], rtol=1e-4)  # losses at 5, 10, 15 (measured 2e-6)
+  np.testing.assert_allclose(table[1], table[0][:2], rtol=1e-4)  # steps 5, 10 (2e-6 measured)
   frames = data.load_dataset(sprites_dir).frames[:8]
   np.testing.assert_allclose(inference.load_detector(scanned)(frames),
-                             inference.load_detector(run_dir)(frames), atol=1e-2)  # 1e-4 seen
+                             inference.load_detector(run_dir, step=10)(frames), atol=1e-2)
   # One process restores the two-process checkpoint (resuming training from it is the same
   # restore, `run_dir.restore_train_state`).
   detect = inference.load_detector(run_dir)

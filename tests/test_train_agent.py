@@ -50,6 +50,8 @@ def test_keyqn_on_pong_writes_scores_curve_video_and_checkpoints(pong_detector_r
   final = json.loads((run_dir / "final_eval.json").read_text())
   assert final["agent"] == "keyqn" and final["seeds"] == [0, 1]
   assert final["keypoint_run"] == str(pong_detector_run)
+  recall = final["detector_recall"]  # kept with the scores, for when the detector's run is gone
+  assert set(recall) == {"player", "enemy", "ball"} and all(0 <= v <= 1 for v in recall.values())
   assert (run_dir / "images" / "learning_curve.png").stat().st_size > 0
   assert (run_dir / "images" / "agent.gif").stat().st_size > 0
   rows = (run_dir / "metrics.csv").read_text().splitlines()
@@ -60,7 +62,7 @@ def test_keyqn_on_pong_writes_scores_curve_video_and_checkpoints(pong_detector_r
   # The results table: our row beside the published ones, with the detector's recall.
   out = tmp_path / "table"
   result = _run([sys.executable, "-m", "experiments.atari_table", f"--runs={run_dir}",
-                 f"--out={out}"])
+                 f"--keep={tmp_path / 'kept'}", f"--out={out}"])
   assert result.returncode == 0, result.stderr[-3000:]
   table = (out.with_suffix(".md")).read_text()
   pong = next(line for line in table.splitlines() if line.startswith("| pong |"))
@@ -68,6 +70,7 @@ def test_keyqn_on_pong_writes_scores_curve_video_and_checkpoints(pong_detector_r
   mean = np.mean(final["mean_per_seed"]) if None not in final["mean_per_seed"] else None
   assert pong.split(" | ")[1] == ("-" if mean is None else f"{mean:.1f} ({np.std(final['mean_per_seed']):.1f})")
   assert "detector recall on held-out frames: player" in table
+  assert (tmp_path / "kept" / "keyqn" / "final_eval.json").is_file()
   assert out.with_suffix(".png").stat().st_size > 0
 
 
