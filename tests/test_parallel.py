@@ -65,14 +65,19 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(norm: str, steps: int) -> dict:
+def _on_four_devices(script: str) -> dict:
+  """Runs `script` in a fresh interpreter over 4 host-platform CPU devices; its last line of
+  output, as JSON."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
              JAX_PLATFORMS="cpu")
-  script = _SCRIPT.replace("NORM", repr(norm)).replace("STEPS", str(steps))
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, cwd=_ROOT, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _run(norm: str, steps: int) -> dict:
+  return _on_four_devices(_SCRIPT.replace("NORM", repr(norm)).replace("STEPS", str(steps)))
 
 
 def test_a_step_over_four_devices_equals_the_one_device_step():
@@ -142,12 +147,7 @@ _MULTIHOST_SCRIPT = textwrap.dedent("""
 
 
 def test_pairs_drawn_on_the_devices_are_the_processs_pairs_and_scan_as_single_steps():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
-  result = subprocess.run([sys.executable, "-c", _MULTIHOST_SCRIPT], capture_output=True,
-                          text=True, env=env, cwd=_ROOT, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  out = json.loads(result.stdout.strip().splitlines()[-1])
+  out = _on_four_devices(_MULTIHOST_SCRIPT)
   # The same pairs as drawn on the host: the same losses step by step, to float rounding of
   # one sharded computation compiled twice.
   np.testing.assert_allclose(out["ones"], out["reference"], rtol=1e-5)
@@ -287,12 +287,7 @@ _LEARNER_SCRIPT = textwrap.dedent("""
 
 
 def test_the_keyqn_learner_over_four_devices_equals_one_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
-  result = subprocess.run([sys.executable, "-c", _LEARNER_SCRIPT], capture_output=True,
-                          text=True, env=env, cwd=_ROOT, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  out = json.loads(result.stdout.strip().splitlines()[-1])
+  out = _on_four_devices(_LEARNER_SCRIPT)
   one, four = out["one"], out["four"]
   assert one["devices"] == [1] and four["devices"] == [4]
   # Each device a quarter of every member's batch, the gradients summed across devices.
