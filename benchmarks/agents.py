@@ -75,16 +75,22 @@ def _median_ms(fn, steps: int) -> float:
   return 1e3 * statistics.median(times)
 
 
-def time_agent(name: str, num_seeds: int, steps: int) -> dict:
+def _setup(name: str, num_seeds: int, games: int = 1):
+  """(config, agent, learner, actors) of an N-seed population, each member with `games`
+  environments."""
   config = agent_config.get_config()
   config.update(dict(agent=name, env_id=_GAME.value, num_seeds=num_seeds))
   agent = agents.build(name, config.env_id, _detector() if name == "keyqn" else None,
                        config.network.embed_sizes, config.network.hidden_sizes,
                        config.network.feature_norm)
-  learner = dqn.Population(config, agent.network, agent.observer,
-                            agent.convolutional)
-  actors = actors_lib.Actors(config.env_id, list(range(num_seeds)), agent.observer,
+  learner = dqn.Population(config, agent.network, agent.observer, agent.convolutional)
+  actors = actors_lib.Actors(config.env_id, list(range(num_seeds * games)), agent.observer,
                              config.history)
+  return config, agent, learner, actors
+
+
+def time_agent(name: str, num_seeds: int, steps: int) -> dict:
+  config, agent, learner, actors = _setup(name, num_seeds)
   replay = replay_lib.Replay(num_seeds, 2000, agent.observer.element_shape,
                              agent.observer.element_dtype, config.history,
                              config.learner.n_step, config.learner.discount)
@@ -131,14 +137,7 @@ def time_agent(name: str, num_seeds: int, steps: int) -> dict:
 
 def time_evaluation(name: str, num_seeds: int, games: int, steps: int) -> dict:
   """One evaluation step of N members with `games` games each, at the evaluation epsilon."""
-  config = agent_config.get_config()
-  config.update(dict(agent=name, env_id=_GAME.value, num_seeds=num_seeds))
-  agent = agents.build(name, config.env_id, _detector() if name == "keyqn" else None,
-                       config.network.embed_sizes, config.network.hidden_sizes,
-                       config.network.feature_norm)
-  learner = dqn.Population(config, agent.network, agent.observer, agent.convolutional)
-  actors = actors_lib.Actors(config.env_id, list(range(num_seeds * games)), agent.observer,
-                             config.history)
+  config, _, learner, actors = _setup(name, num_seeds, games)
 
   def step():
     observation = actors.observation()

@@ -77,9 +77,8 @@ def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
   config.seed + m + g * N + EVAL_SEED_OFFSET * (i + 1)); `record` collects member 0's frames
   (and keypoints for KeyQN) for a video."""
   n, at_once = config.num_seeds, min(config.eval_games_at_once, episodes)
-  slot_seeds = [harness.member_seeds(config, EVAL_SEED_OFFSET * (index + 1) + g * n)
-                for g in range(at_once)]
-  seeds = [slot_seeds[g][m] for m in range(n) for g in range(at_once)]  # member-major
+  seeds = [s + g * n for s in harness.member_seeds(config, EVAL_SEED_OFFSET * (index + 1))
+           for g in range(at_once)]  # member-major
   actors = actors_lib.Actors(config.env_id, seeds, agent.observer, config.history)
   keys = jax.vmap(jax.random.fold_in, (0, None))(learner.act_keys, index + 1)
 
