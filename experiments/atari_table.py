@@ -75,7 +75,8 @@ def collect(run_dirs: list[pathlib.Path], threshold: float) -> dict:
     entry["hours"].append(final.get("train_hours"))
     entry["episodes"].append(final["episodes_per_seed"])
     entry["runs"].append(str(run_dir))
-    if final.get("detector_recall"):  # measured when the run finished
+    if (final.get("detector_recall")  # measured when the run finished, at this threshold
+        and final.get("detector_recall_threshold_raw_px") == threshold):
       entry["recall"] = final["detector_recall"]
     elif config.agent == "keyqn" and config.keypoint_run:
       if config.keypoint_run not in recalls:

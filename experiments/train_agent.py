@@ -56,6 +56,7 @@ RESUMABLE_FIELDS = ("num_steps", "log_every", "checkpoint_every", "eval_every",
                     "video_steps")
 EVAL_SEED_OFFSET = 1_000_000  # evaluation games never replay a training game's seed
 FINAL_EVAL = "final_eval.json"
+RECALL_THRESHOLD = 8.0  # raw pixels: the detector recall kept in final_eval.json
 
 
 def main(argv):
@@ -223,7 +224,7 @@ def _finite_or_none(x) -> float | None:
   return float(x) if math.isfinite(float(x)) else None
 
 
-def detector_recall(config, threshold: float = 8.0) -> dict[str, float] | None:
+def detector_recall(config, threshold: float) -> dict[str, float] | None:
   """KeyQN's detector's per-object recall on its held-out frames (a keypoint within
   `threshold` raw pixels), kept in final_eval.json so that the results table can show it after
   the detector's run directory is gone; None for pixel DQN or where it cannot be scored."""
@@ -252,7 +253,8 @@ def final_evaluation(config, run_dir: pathlib.Path, agent, learner: dqn.Populati
             "mean": _finite_or_none(np.mean(per_member)),
             "std_over_seeds": _finite_or_none(np.std(per_member)),
             "keypoint_run": config.keypoint_run or None,
-            "detector_recall": detector_recall(config),
+            "detector_recall": detector_recall(config, RECALL_THRESHOLD),
+            "detector_recall_threshold_raw_px": RECALL_THRESHOLD,
             "train_hours": seconds / 3600, "eval_seconds": time.perf_counter() - start}
   tmp = run_dir / (FINAL_EVAL + ".tmp")
   tmp.write_text(json.dumps(result, indent=2))

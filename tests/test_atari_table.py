@@ -51,6 +51,7 @@ def test_kept_results_outlive_their_run_directories(tmp_path):
   a = _finished_run(tmp_path / "runs" / "a", "keyqn", "ALE/Pong-v5", [-15.0, -17.0], 1.0)
   final = json.loads((a / "final_eval.json").read_text())
   final["detector_recall"] = {"player": 1.0, "enemy": 0.5, "ball": 0.25}
+  final["detector_recall_threshold_raw_px"] = 8.0
   (a / "final_eval.json").write_text(json.dumps(final))
   kept = tmp_path / "kept"
   assert [p.name for p in atari_table.keep([a], kept)] == ["a"]
@@ -64,6 +65,8 @@ def test_kept_results_outlive_their_run_directories(tmp_path):
   # The recall measured when the run finished (the detector's run is not needed).
   assert groups[("pong", "keyqn")]["recall"] == {"player": 1.0, "enemy": 0.5, "ball": 0.25}
   assert "player 1.00, enemy 0.50, ball 0.25" in atari_table.markdown(groups, 8.0)
+  # Asked at another threshold, the kept recall (8 px) is not shown as if it were that one.
+  assert atari_table.collect(runs, threshold=4.0)[("pong", "keyqn")]["recall"] is None
   # Keeping again changes nothing; another run under a kept run's name is refused.
   assert [p.name for p in atari_table.keep([b], kept)] == ["a", "b"]
   other = _finished_run(tmp_path / "other" / "b", "keyqn", "ALE/Pong-v5", [3.0], 0.5)

@@ -52,6 +52,7 @@ def test_keyqn_on_pong_writes_scores_curve_video_and_checkpoints(pong_detector_r
   assert final["keypoint_run"] == str(pong_detector_run)
   recall = final["detector_recall"]  # kept with the scores, for when the detector's run is gone
   assert set(recall) == {"player", "enemy", "ball"} and all(0 <= v <= 1 for v in recall.values())
+  assert final["detector_recall_threshold_raw_px"] == 8.0
   assert (run_dir / "images" / "learning_curve.png").stat().st_size > 0
   assert (run_dir / "images" / "agent.gif").stat().st_size > 0
   rows = (run_dir / "metrics.csv").read_text().splitlines()
