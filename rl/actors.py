@@ -85,15 +85,20 @@ class Actors:
     """Each member's current history [N, H, *element]."""
     return self.history.stack
 
-  def step(self, actions: np.ndarray) -> tuple[Transition, list[tuple[int, float, int]]]:
-    """Steps every member; returns the transition to store and the games that finished, as
-    (member, raw score, length in agent steps)."""
+  def step(self, actions: np.ndarray, active: np.ndarray | None = None
+           ) -> tuple[Transition, list[tuple[int, float, int]]]:
+    """Steps every member (or only the `active` ones, bool [N]: the others keep their frame,
+    observation and history, and the observer sees only the active frames); returns the
+    transition to store and the games that finished, as (member, raw score, length in agent
+    steps)."""
     n = self.num_members
     reward = np.zeros(n, np.float32)
     terminal = np.zeros(n, bool)
     end = np.zeros(n, bool)
-    frames, finished = [], []
+    frames, finished = list(self.frames), []
     for s, (env, action) in enumerate(zip(self.envs, np.asarray(actions))):
+      if active is not None and not active[s]:
+        continue
       frame, r, term, trunc, info = env.step(int(action))
       reward[s] = r
       terminal[s] = term or info["life_lost"]
@@ -105,13 +110,26 @@ class Actors:
         self.episode_return[s] = 0.0
         self.episode_length[s] = 0
         frame, _ = env.reset()
-      frames.append(frame)
+      frames[s] = frame
     transition = Transition(self.element, np.asarray(actions, np.int32),
                             atari.clip_reward(reward).astype(np.float32), terminal, end, reward)
     self.frames = np.stack(frames)
-    self.element = self.observer(self.frames)
-    self.history.push(self.element, end)
+    if active is None:
+      self.element = self.observer(self.frames)
+    else:
+      self.element = self.element.copy()
+      rows = np.flatnonzero(active)
+      if len(rows):
+        self.element[rows] = self._observe(self.frames[rows])
+    self.history.push(self.element, end, active)
     return transition, finished
+
+  def _observe(self, frames: np.ndarray) -> np.ndarray:
+    """The observer on some members' frames, padded to a power of two (at most N) so that a
+    jitted observer compiles for a few batch sizes only."""
+    size = min(1 << (len(frames) - 1).bit_length(), self.num_members)
+    pad = np.repeat(frames[-1:], size - len(frames), axis=0)
+    return self.observer(np.concatenate([frames, pad]))[:len(frames)]
 
   def state_dict(self) -> dict[str, np.ndarray]:
     """Everything needed to continue exactly: environments, histories and running scores."""
@@ -146,8 +164,9 @@ def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], ep
   plays a number of games fixed in advance (episodes // G, one more for the first
   episodes % G slots) and its scores are kept whatever the games' lengths, so running games
   side by side never favours short games. `max_steps` bounds the steps of the loop (each steps
-  every environment once); scores of games not finished by then are NaN. `on_step(actors,
-  actions)` sees every step (e.g. to record a video).
+  every environment once); scores of games not finished by then are NaN. A slot that has played
+  its games is no longer stepped (nor observed). `on_step(actors, actions)` sees every step
+  (e.g. to record a video).
   """
   if games_at_once < 1 or actors.num_members % games_at_once:
     raise ValueError(f"{actors.num_members} environments do not hold {games_at_once} games "
@@ -163,12 +182,11 @@ def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], ep
     actions = policy(actors.observation(), step)
     if on_step is not None:
       on_step(actors, actions)
-    _, finished = actors.step(actions)
+    _, finished = actors.step(actions, played < quota)
     for env, score, _ in finished:
-      if played[env] < quota[env]:
-        played[env] += 1
-        member = env // games_at_once
-        scores[member, done[member]] = score
-        done[member] += 1
+      played[env] += 1
+      member = env // games_at_once
+      scores[member, done[member]] = score
+      done[member] += 1
     step += 1
   return scores

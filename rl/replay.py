@@ -195,12 +195,15 @@ class History:
   def __init__(self, first: np.ndarray, history: int):
     self.stack = np.repeat(np.asarray(first)[:, None], history, axis=1)  # [N, H, *element]
 
-  def push(self, element: np.ndarray, new_episode: np.ndarray) -> np.ndarray:
+  def push(self, element: np.ndarray, new_episode: np.ndarray,
+           moved: np.ndarray | None = None) -> np.ndarray:
     """Appends each member's newest element; members starting a new episode are refilled with
-    it. Returns the stacks [N, H, *element]."""
+    it; members not `moved` (bool [N], default all) keep their stacks. Returns the stacks
+    [N, H, *element]."""
     element = np.asarray(element)
     shifted = np.concatenate([self.stack[:, 1:], element[:, None]], axis=1)
     fresh = np.repeat(element[:, None], self.stack.shape[1], axis=1)
-    mask = np.asarray(new_episode, bool).reshape((-1,) + (1,) * (self.stack.ndim - 1))
-    self.stack = np.where(mask, fresh, shifted)
+    row = lambda x: np.asarray(x, bool).reshape((-1,) + (1,) * (self.stack.ndim - 1))
+    stack = np.where(row(new_episode), fresh, shifted)
+    self.stack = stack if moved is None else np.where(row(moved), stack, self.stack)
     return self.stack

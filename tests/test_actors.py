@@ -50,6 +50,26 @@ def test_games_side_by_side_are_the_games_each_slot_plays_alone():
     np.testing.assert_array_equal(together[member], expected)
 
 
+def test_a_slot_that_has_played_its_games_is_no_longer_stepped_or_observed():
+  # 3 games on 2 slots: slot 0 plays 2 (14 steps), slot 1 plays 1 (7 steps) and then stands.
+  actors = actors_lib.Actors(catch.ENV_ID, [3, 4], agents.PixelObserver(
+      catch.observation_shape("grey")), history=2)
+  observed = []
+  observer = actors.observer
+  actors.observer = lambda frames: observed.append(len(frames)) or observer(frames)
+  lengths = []
+  try:
+    scores = actors_lib.evaluate(actors, _policy, 3, games_at_once=2,
+                                 on_step=lambda a, _: lengths.append(a.episode_length.copy()))
+  finally:
+    actors.close()
+  assert np.isfinite(scores).all() and len(lengths) == 14
+  lengths = np.array(lengths)
+  np.testing.assert_array_equal(lengths[:7, 0], lengths[:7, 1])  # in step while both play
+  assert (lengths[7:, 1] == 0).all() and lengths[-1, 0] == 6  # slot 1 reset, then left alone
+  assert observed == [2] * 7 + [1] * 7, observed  # slot 1 is observed until its game ends
+
+
 def test_unfinished_games_are_nan_and_slots_must_divide_the_environments():
   scores = _evaluate([1, 2], episodes=4, at_once=2, max_steps=10)  # one 7-step game per slot
   assert np.isfinite(scores).sum() == 2 and np.isnan(scores[0, 2:]).all()
