@@ -22,8 +22,6 @@ G = 10 at the same speed as G = 1 would be ten times the evaluation throughput.
 from __future__ import annotations
 
 import json
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +30,7 @@ from absl import app
 from absl import flags
 
 
+from benchmarks import timing
 from experiments.configs import agent as agent_config
 from experiments.configs import pong as pong_config
 from keypoints import inference
@@ -66,13 +65,7 @@ def _detector():
 
 
 def _median_ms(fn, steps: int) -> float:
-  fn()  # warm-up (compilation)
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return 1e3 * statistics.median(times)
+  return 1e3 * timing.median_seconds(fn, steps)
 
 
 def _setup(name: str, num_seeds: int, games: int = 1):

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +23,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from benchmarks import timing
 from experiments.configs import explore as explore_config
 from keypoints import xla
 from rl import dqn
@@ -40,13 +39,7 @@ _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the rows to this J
 
 
 def _median_ms(fn, steps: int) -> float:
-  fn()  # warm-up (compilation)
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return 1e3 * statistics.median(times)
+  return 1e3 * timing.median_seconds(fn, steps)
 
 
 class _Observer:

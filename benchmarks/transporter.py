@@ -34,6 +34,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from benchmarks import timing
 from keypoints import configs
 from keypoints import data as data_lib
 from keypoints import inference
@@ -58,26 +59,15 @@ def peak_rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timeit(fn, steps: int) -> float:
-  """Seconds per call: one warm-up, then the median of `steps` timed calls."""
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 def ceiling_rows() -> list[dict]:
   a = jnp.ones((2048, 2048), jnp.float32)
   mm = jax.jit(lambda a: a @ a)
-  t = _timeit(lambda: mm(a), 5)
+  t = timing.median_seconds(lambda: mm(a), 5)
   x = jnp.ones((32, 40, 40, 64), jnp.float32)
   w = jnp.ones((3, 3, 64, 64), jnp.float32) * 0.01
   conv = xla.jit(lambda x, w: jax.lax.conv_general_dilated(
       x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
-  tc = _timeit(lambda: conv(x, w), 5)
+  tc = timing.median_seconds(lambda: conv(x, w), 5)
   conv_flops = 2 * 32 * 40 * 40 * 9 * 64 * 64
   return [{"name": "ceiling/matmul", "gflops": 2 * 2048**3 / t / 1e9},
           {"name": "ceiling/conv", "gflops": conv_flops / tc / 1e9}]
@@ -186,7 +176,7 @@ def detect_rows(arch: str) -> list[dict]:
   small = np.random.default_rng(1).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
   rows = []
   for name, frame in (("raw210x160", raw), (f"{size}x{size}", small)):
-    t = _timeit(lambda: detector(frame), 200)
+    t = timing.median_seconds(lambda: detector(frame), 200)
     rows.append({"name": f"detect/{arch}/b1/{name}", "ms": t * 1e3,
                  "peak_rss_mib": peak_rss_mib()})
   return rows
