@@ -100,7 +100,8 @@ def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
 
   try:
     return actors_lib.evaluate(actors, policy, episodes, config.eval_max_steps,
-                               on_step if record is not None else None, at_once)
+                               on_step if record is not None else None, at_once,
+                               desc="final evaluation" if index == 0 else f"evaluation {index}")
   finally:
     actors.close()
 

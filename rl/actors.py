@@ -14,6 +14,7 @@ import dataclasses
 from typing import Callable
 
 import numpy as np
+from tqdm import tqdm
 
 from rl import atari
 from rl import catch
@@ -156,7 +157,7 @@ class Actors:
 def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], episodes: int,
              max_steps: int | None = None,
              on_step: Callable[[Actors, np.ndarray], None] | None = None,
-             games_at_once: int = 1) -> np.ndarray:
+             games_at_once: int = 1, desc: str | None = None) -> np.ndarray:
   """Raw scores [M, episodes] of `policy(observation [M * G, H, ...], step) -> actions [M * G]`.
 
   `actors` holds M members' G = `games_at_once` environments each, member-major (environment
@@ -166,7 +167,7 @@ def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], ep
   side by side never favours short games. `max_steps` bounds the steps of the loop (each steps
   every environment once); scores of games not finished by then are NaN. A slot that has played
   its games is no longer stepped (nor observed). `on_step(actors, actions)` sees every step
-  (e.g. to record a video).
+  (e.g. to record a video). `desc` names a progress bar of the games played (none if None).
   """
   if games_at_once < 1 or actors.num_members % games_at_once:
     raise ValueError(f"{actors.num_members} environments do not hold {games_at_once} games "
@@ -178,15 +179,20 @@ def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], ep
   scores = np.full((num_members, episodes), np.nan)
   done = np.zeros(num_members, np.int64)
   step = 0
-  while (played < quota).any() and (max_steps is None or step < max_steps):
-    actions = policy(actors.observation(), step)
-    if on_step is not None:
-      on_step(actors, actions)
-    _, finished = actors.step(actions, played < quota)
-    for env, score, _ in finished:
-      played[env] += 1
-      member = env // games_at_once
-      scores[member, done[member]] = score
-      done[member] += 1
-    step += 1
+  with tqdm(total=int(quota.sum()), desc=desc, unit="game", leave=False,
+            disable=desc is None) as bar:
+    while (played < quota).any() and (max_steps is None or step < max_steps):
+      actions = policy(actors.observation(), step)
+      if on_step is not None:
+        on_step(actors, actions)
+      _, finished = actors.step(actions, played < quota)
+      for env, score, _ in finished:
+        played[env] += 1
+        member = env // games_at_once
+        scores[member, done[member]] = score
+        done[member] += 1
+      bar.update(len(finished))
+      step += 1
+      if step % 500 == 0:  # a long game (e.g. one that waits for FIRE) still shows progress
+        bar.set_postfix(steps=step, playing=int((played < quota).sum()))
   return scores
