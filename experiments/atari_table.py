@@ -133,10 +133,10 @@ def markdown(groups: dict, threshold: float) -> str:
       row.append(_cell(entry["scores"]) if entry else "-")
       if entry:
         hours = [h for h in entry["hours"] if h is not None]
-        note = (f"{game} / {AGENT_NAMES[agent]}: {len(entry['scores'])} seeds, "
+        note = (f"{game} / {AGENT_NAMES[agent]}: {_count(len(entry['scores']), 'seed')}, "
                 f"{min(entry['episodes'])}+ evaluation games per seed")
         if hours:
-          note += f", {sum(hours):.2f} h of training ({len(hours)} runs)"
+          note += f", {sum(hours):.2f} h of training ({_count(len(hours), 'run')})"
         if entry["recall"]:
           note += ("; detector recall on held-out frames: " +
                    ", ".join(f"{k} {v:.2f}" for k, v in entry["recall"].items()))
@@ -188,6 +188,10 @@ def bar_plot(groups: dict, path: pathlib.Path) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def _count(n: int, noun: str) -> str:
+  return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def main(argv):
