@@ -114,6 +114,8 @@ def keep(run_dirs: list[pathlib.Path], folder: pathlib.Path) -> list[pathlib.Pat
 def _cell(values: list[float]) -> str:
   if not values:
     return "-"
+  if len(values) == 1:  # no spread to show
+    return f"{values[0]:.1f} (1 seed)"
   return f"{np.mean(values):.1f} ({np.std(values):.1f})"
 
 

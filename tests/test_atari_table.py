@@ -22,7 +22,8 @@ def _finished_run(path, agent, env_id, means, hours):
 def test_table_pools_seeds_and_normalises(tmp_path):
   runs = [_finished_run(tmp_path / "a", "pixel_dqn", "ALE/Pong-v5", [-21.0, -19.0], 1.5),
           _finished_run(tmp_path / "b", "pixel_dqn", "ALE/Pong-v5", [-20.0], 0.5),
-          _finished_run(tmp_path / "c", "pixel_dqn", "ALE/Breakout-v5", [5.0, 7.0], 1.0)]
+          _finished_run(tmp_path / "c", "pixel_dqn", "ALE/Breakout-v5", [5.0, 7.0], 1.0),
+          _finished_run(tmp_path / "d", "pixel_dqn", "ALE/Seaquest-v5", [250.0], 1.0)]
   groups = atari_table.collect(runs, threshold=8.0)
   assert groups[("pong", "pixel_dqn")]["scores"] == [-21.0, -19.0, -20.0]
   text = atari_table.markdown(groups, 8.0)
@@ -32,6 +33,7 @@ def test_table_pools_seeds_and_normalises(tmp_path):
       rows.setdefault(line.split(" | ")[0], line)
   assert rows["| pong"].split(" | ")[1] == f"-20.0 ({np.std([-21, -19, -20]):.1f})"
   assert rows["| breakout"].split(" | ")[1] == "6.0 (1.0)"
+  assert rows["| seaquest"].split(" | ")[1] == "250.0 (1 seed)"  # no std of one seed
   # Human-normalised: (6 - 1.7) / (31.8 - 1.7) for Breakout, the paper's KeyQN beside it.
   normalised = [line for line in text.splitlines() if line.startswith("| breakout |")][1]
   assert normalised.split(" | ")[1] == f"{(6.0 - 1.7) / (31.8 - 1.7):.3f}"
