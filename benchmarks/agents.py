@@ -64,10 +64,6 @@ def _detector():
       variables["params"], variables.get("batch_stats", {})))
 
 
-def _median_ms(fn, steps: int) -> float:
-  return 1e3 * timing.median_seconds(fn, steps)
-
-
 def _setup(name: str, num_seeds: int, games: int = 1):
   """(config, agent, learner, actors) of an N-seed population, each member with `games`
   environments."""
@@ -113,12 +109,12 @@ def time_agent(name: str, num_seeds: int, steps: int) -> dict:
     jax.block_until_ready(metrics)
 
   parts = {
-      "env_ms": _median_ms(env_only, steps),
-      "observe_ms": _median_ms(lambda: agent.observer(frames), steps),
-      "act_ms": _median_ms(lambda: learner.act(actors.observation(), 0, 0.01), steps),
-      "sample_ms": _median_ms(lambda: batch.__setitem__(0, replay.sample(
+      "env_ms": timing.median_ms(env_only, steps),
+      "observe_ms": timing.median_ms(lambda: agent.observer(frames), steps),
+      "act_ms": timing.median_ms(lambda: learner.act(actors.observation(), 0, 0.01), steps),
+      "sample_ms": timing.median_ms(lambda: batch.__setitem__(0, replay.sample(
           rngs, config.learner.batch_size)), steps),
-      "update_ms": _median_ms(update, steps),
+      "update_ms": timing.median_ms(update, steps),
   }
   actors.close()
   total = sum(parts.values())
@@ -138,7 +134,7 @@ def time_evaluation(name: str, num_seeds: int, games: int, steps: int) -> dict:
                           config.exploration.eval_epsilon)
     actors.step(actions.reshape(-1))
 
-  ms = _median_ms(step, steps)
+  ms = timing.median_ms(step, steps)
   actors.close()
   return {"name": f"{name}/{_GAME.value}/seeds{num_seeds}/eval_g{games}",
           "eval_step_ms": round(ms, 3), "eval_steps_per_s": round(1e3 * games / ms, 1)}

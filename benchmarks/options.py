@@ -38,10 +38,6 @@ _STEPS = flags.DEFINE_integer("steps", 30, "Timed calls per measurement (after a
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the rows to this JSON file.")
 
 
-def _median_ms(fn, steps: int) -> float:
-  return 1e3 * timing.median_seconds(fn, steps)
-
-
 class _Observer:
   def __init__(self, k: int, features: int):
     self.element_shape, self.element_dtype = (k, 2 + features), np.float32
@@ -83,10 +79,11 @@ def time_heads(k: int, steps: int) -> dict:
 
   observation = np.asarray(batch["observation"][:, 0])
   clock = options.OptionClock.create(1)
-  parts = {"vmapped_ms": _median_ms(vmapped, steps), "loop_ms": _median_ms(loop, steps)}
+  parts = {"vmapped_ms": timing.median_ms(vmapped, steps),
+           "loop_ms": timing.median_ms(loop, steps)}
   learners.state = state[0]  # the updates donated the one it was built with
-  parts["act_ms"] = _median_ms(lambda: learners.act(observation, clock.head, clock.due(), 0,
-                                                    0.1), steps)
+  parts["act_ms"] = timing.median_ms(
+      lambda: learners.act(observation, clock.head, clock.due(), 0, 0.1), steps)
   return {"keypoints": k, "heads": learners.num_heads, **{n: round(v, 3) for n, v in
                                                            parts.items()},
           "loop_over_vmapped": round(parts["loop_ms"] / parts["vmapped_ms"], 2),

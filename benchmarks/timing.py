@@ -16,3 +16,8 @@ def median_seconds(fn, steps: int) -> float:
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - start)
   return statistics.median(times)
+
+
+def median_ms(fn, steps: int) -> float:
+  """`median_seconds` in milliseconds."""
+  return 1e3 * median_seconds(fn, steps)

@@ -111,6 +111,10 @@ def keep(run_dirs: list[pathlib.Path], folder: pathlib.Path) -> list[pathlib.Pat
       if folder.is_dir() else []
 
 
+def _count(n: int, noun: str) -> str:
+  return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _cell(values: list[float]) -> str:
   if not values:
     return "-"
@@ -190,10 +194,6 @@ def bar_plot(groups: dict, path: pathlib.Path) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
-
-
-def _count(n: int, noun: str) -> str:
-  return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def main(argv):
