@@ -62,8 +62,11 @@ def human_normalised(score: float, game: str) -> float:
 
 
 def collect(run_dirs: list[pathlib.Path], threshold: float) -> dict:
-  """{(game, agent): {"scores": per-seed means, "hours": [...], "recall": {...} | None}}."""
+  """{(game, agent): {"scores": per-seed means, "hours": [...], "recall": {...} | None}}.
+  Raises ValueError (one line) when two runs of one (game, agent) share a seed: pooled, that
+  seed would count twice."""
   groups: dict = {}
+  seen: dict = {}  # (game, agent, seed) -> the run holding it
   recalls: dict = {}
   for run_dir in run_dirs:
     final = json.loads((run_dir / "final_eval.json").read_text())
@@ -71,6 +74,11 @@ def collect(run_dirs: list[pathlib.Path], threshold: float) -> dict:
     game = GAMES.get(config.env_id, config.env_id)
     entry = groups.setdefault((game, config.agent), {"scores": [], "hours": [], "runs": [],
                                                      "recall": None, "episodes": []})
+    for seed in range(config.seed, config.seed + config.num_seeds):
+      other = seen.setdefault((game, config.agent, seed), run_dir)
+      if other != run_dir:
+        raise ValueError(f"{other} and {run_dir} both hold seed {seed} of {game} / "
+                         f"{config.agent}: keep one of them")
     entry["scores"] += [s for s in final["mean_per_seed"] if s is not None]
     entry["hours"].append(final.get("train_hours"))
     entry["episodes"].append(final["episodes_per_seed"])
@@ -216,7 +224,10 @@ def main(argv):
       sys.exit(f"error: {e}")
   if not finished:
     sys.exit("error: no finished agent run (a run directory with final_eval.json) was given")
-  groups = collect(finished, _THRESHOLD.value)
+  try:
+    groups = collect(finished, _THRESHOLD.value)
+  except ValueError as e:
+    sys.exit(f"error: {e}")
   out = pathlib.Path(_OUT.value)
   out.parent.mkdir(parents=True, exist_ok=True)
   text = markdown(groups, _THRESHOLD.value)

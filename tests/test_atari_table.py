@@ -10,9 +10,9 @@ from experiments.configs import agent as agent_config
 from keypoints import run_dir as run_dir_lib
 
 
-def _finished_run(path, agent, env_id, means, hours):
+def _finished_run(path, agent, env_id, means, hours, seed=0):
   config = agent_config.get_config()
-  config.agent, config.env_id, config.num_seeds = agent, env_id, len(means)
+  config.agent, config.env_id, config.num_seeds, config.seed = agent, env_id, len(means), seed
   run_dir_lib.prepare(path, config)
   (path / "final_eval.json").write_text(json.dumps({
       "mean_per_seed": means, "episodes_per_seed": 100, "train_hours": hours}))
@@ -21,7 +21,7 @@ def _finished_run(path, agent, env_id, means, hours):
 
 def test_table_pools_seeds_and_normalises(tmp_path):
   runs = [_finished_run(tmp_path / "a", "pixel_dqn", "ALE/Pong-v5", [-21.0, -19.0], 1.5),
-          _finished_run(tmp_path / "b", "pixel_dqn", "ALE/Pong-v5", [-20.0], 0.5),
+          _finished_run(tmp_path / "b", "pixel_dqn", "ALE/Pong-v5", [-20.0], 0.5, seed=2),
           _finished_run(tmp_path / "c", "pixel_dqn", "ALE/Breakout-v5", [5.0, 7.0], 1.0),
           _finished_run(tmp_path / "d", "pixel_dqn", "ALE/Seaquest-v5", [250.0], 1.0)]
   groups = atari_table.collect(runs, threshold=8.0)
@@ -43,6 +43,17 @@ def test_table_pools_seeds_and_normalises(tmp_path):
   assert (tmp_path / "bars.png").stat().st_size > 0
 
 
+def test_a_seed_kept_twice_is_refused(tmp_path):
+  runs = [_finished_run(tmp_path / "pop", "keyqn", "ALE/Pong-v5", [-15.0, -17.0, -16.0], 1.0),
+          _finished_run(tmp_path / "s2", "keyqn", "ALE/Pong-v5", [-14.0], 0.3, seed=2),
+          _finished_run(tmp_path / "dqn", "pixel_dqn", "ALE/Pong-v5", [-20.0], 1.0, seed=2)]
+  with pytest.raises(ValueError, match="both hold seed 2 of pong / keyqn"):
+    atari_table.collect(runs, threshold=8.0)
+  # Another agent's seed 2, or the same seed of another game, is no clash.
+  assert atari_table.collect([runs[0], runs[2]], threshold=8.0)[("pong", "keyqn")]["scores"] \
+      == [-15.0, -17.0, -16.0]
+
+
 def test_human_normalised_bounds():
   assert atari_table.human_normalised(-20.7, "pong") == pytest.approx(0.0)
   assert atari_table.human_normalised(9.3, "pong") == pytest.approx(1.0)
@@ -59,7 +70,7 @@ def test_kept_results_outlive_their_run_directories(tmp_path):
   assert [p.name for p in atari_table.keep([a], kept)] == ["a"]
   assert (kept / "a" / "config.json").is_file()
   shutil.rmtree(a)  # the run directory is gone; a later run joins the kept one
-  b = _finished_run(tmp_path / "runs" / "b", "keyqn", "ALE/Pong-v5", [-16.0], 0.5)
+  b = _finished_run(tmp_path / "runs" / "b", "keyqn", "ALE/Pong-v5", [-16.0], 0.5, seed=2)
   runs = atari_table.keep([b], kept)
   assert [p.name for p in runs] == ["a", "b"]
   groups = atari_table.collect(runs, threshold=8.0)
