@@ -68,8 +68,8 @@ def main(argv):
 
 
 def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
-             record: list | None = None) -> np.ndarray:
-  """Raw scores [N, episodes] at the evaluation epsilon on fresh environments, each member
+             record: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """(raw scores, lengths in agent steps), each [N, episodes], at the evaluation epsilon on fresh environments, each member
   playing up to config.eval_games_at_once games side by side (one detector or Q-network call
   for all of them).
 
@@ -199,8 +199,8 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
             f"after step {loop.manager.latest_step() or 0} was saved")
       row["eval_return"] = row["eval_return_std"] = math.nan
       if evaluate_now:
-        eval_scores = evaluate(config, agent, learner, config.eval_episodes,
-                               step // config.eval_every)
+        eval_scores, _ = evaluate(config, agent, learner, config.eval_episodes,
+                                  step // config.eval_every)
         means = per_member_means(eval_scores)
         row["eval_return"] = float(np.mean(means))
         row["eval_return_std"] = float(np.std(means))
@@ -243,13 +243,17 @@ def final_evaluation(config, run_dir: pathlib.Path, agent, learner: dqn.Populati
   """final_eval.json, the learning curve and the video of member 0."""
   start = time.perf_counter()
   frames: list[np.ndarray] = []
-  scores = evaluate(config, agent, learner, config.final_eval_episodes, index=0,
-                    record=frames if config.video_steps > 0 else None)
+  scores, lengths = evaluate(config, agent, learner, config.final_eval_episodes, index=0,
+                             record=frames if config.video_steps > 0 else None)
   per_member = per_member_means(scores)
+  finished = lengths[np.isfinite(lengths)]
   result = {"agent": config.agent, "env_id": config.env_id, "step": step,
             "seeds": harness.member_seeds(config), "epsilon": config.exploration.eval_epsilon,
             "episodes_per_seed": int(np.isfinite(scores).sum(axis=1).min()),
             "scores": [[_finite_or_none(x) for x in row] for row in scores.tolist()],
+            # agent steps of every game (4 emulator frames each)
+            "lengths": [[_finite_or_none(x) for x in row] for row in lengths.tolist()],
+            "mean_length": float(finished.mean()) if finished.size else None,
             "mean_per_seed": [_finite_or_none(x) for x in per_member.tolist()],
             "mean": _finite_or_none(np.mean(per_member)),
             "std_over_seeds": _finite_or_none(np.std(per_member)),

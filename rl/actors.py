@@ -157,15 +157,17 @@ class Actors:
 def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], episodes: int,
              max_steps: int | None = None,
              on_step: Callable[[Actors, np.ndarray], None] | None = None,
-             games_at_once: int = 1, desc: str | None = None) -> np.ndarray:
-  """Raw scores [M, episodes] of `policy(observation [M * G, H, ...], step) -> actions [M * G]`.
+             games_at_once: int = 1,
+             desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """(raw scores, lengths in agent steps), each [M, episodes], of the games of
+  `policy(observation [M * G, H, ...], step) -> actions [M * G]`.
 
   `actors` holds M members' G = `games_at_once` environments each, member-major (environment
   m * G + g is member m's slot g): every member plays `episodes` games, G at a time. Slot g
   plays a number of games fixed in advance (episodes // G, one more for the first
   episodes % G slots) and its scores are kept whatever the games' lengths, so running games
   side by side never favours short games. `max_steps` bounds the steps of the loop (each steps
-  every environment once); scores of games not finished by then are NaN. A slot that has played
+  every environment once); games not finished by then score (and last) NaN. A slot that has played
   its games is no longer stepped (nor observed). `on_step(actors, actions)` sees every step
   (e.g. to record a video). `desc` names a progress bar of the games played (none if None).
   """
@@ -177,6 +179,7 @@ def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], ep
                     for g in range(games_at_once)] * num_members)
   played = np.zeros(actors.num_members, np.int64)
   scores = np.full((num_members, episodes), np.nan)
+  lengths = np.full((num_members, episodes), np.nan)
   done = np.zeros(num_members, np.int64)
   step = 0
   with tqdm(total=int(quota.sum()), desc=desc, unit="game", leave=False,
@@ -186,13 +189,14 @@ def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], ep
       if on_step is not None:
         on_step(actors, actions)
       _, finished = actors.step(actions, played < quota)
-      for env, score, _ in finished:
+      for env, score, length in finished:
         played[env] += 1
         member = env // games_at_once
         scores[member, done[member]] = score
+        lengths[member, done[member]] = length
         done[member] += 1
       bar.update(len(finished))
       step += 1
       if step % 500 == 0:  # a long game (e.g. one that waits for FIRE) still shows progress
         bar.set_postfix(steps=step, playing=int((played < quota).sum()))
-  return scores
+  return scores, lengths

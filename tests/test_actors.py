@@ -28,7 +28,7 @@ def _evaluate(seeds, episodes, at_once, max_steps=None):
   actors = actors_lib.Actors(catch.ENV_ID, seeds, agents.PixelObserver(
       catch.observation_shape("grey")), history=2)
   try:
-    return actors_lib.evaluate(actors, _policy, episodes, max_steps, games_at_once=at_once)
+    return actors_lib.evaluate(actors, _policy, episodes, max_steps, games_at_once=at_once)[0]
   finally:
     actors.close()
 
@@ -59,11 +59,13 @@ def test_a_slot_that_has_played_its_games_is_no_longer_stepped_or_observed():
   actors.observer = lambda frames: observed.append(len(frames)) or observer(frames)
   lengths = []
   try:
-    scores = actors_lib.evaluate(actors, _policy, 3, games_at_once=2,
-                                 on_step=lambda a, _: lengths.append(a.episode_length.copy()))
+    scores, game_lengths = actors_lib.evaluate(
+        actors, _policy, 3, games_at_once=2,
+        on_step=lambda a, _: lengths.append(a.episode_length.copy()))
   finally:
     actors.close()
   assert np.isfinite(scores).all() and len(lengths) == 14
+  np.testing.assert_array_equal(game_lengths, [[7, 7, 7]])  # every Catch game: 7 agent steps
   lengths = np.array(lengths)
   np.testing.assert_array_equal(lengths[:7, 0], lengths[:7, 1])  # in step while both play
   assert (lengths[7:, 1] == 0).all() and lengths[-1, 0] == 6  # slot 1 reset, then left alone
