@@ -69,9 +69,9 @@ def main(argv):
 
 def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
              record: list | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """(raw scores, lengths in agent steps), each [N, episodes], at the evaluation epsilon on fresh environments, each member
-  playing up to config.eval_games_at_once games side by side (one detector or Q-network call
-  for all of them).
+  """(raw scores, lengths in agent steps), each [N, episodes], at the evaluation epsilon on
+  fresh environments, each member playing up to config.eval_games_at_once games side by side
+  (one detector or Q-network call for all of them).
 
   `index` picks the games (evaluation i always plays the same seeds, never a training game's:
   0 is the final evaluation, i >= 1 the periodic ones; slot g of member m plays from seed

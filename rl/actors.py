@@ -167,9 +167,10 @@ def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], ep
   plays a number of games fixed in advance (episodes // G, one more for the first
   episodes % G slots) and its scores are kept whatever the games' lengths, so running games
   side by side never favours short games. `max_steps` bounds the steps of the loop (each steps
-  every environment once); games not finished by then score (and last) NaN. A slot that has played
-  its games is no longer stepped (nor observed). `on_step(actors, actions)` sees every step
-  (e.g. to record a video). `desc` names a progress bar of the games played (none if None).
+  every environment once); games not finished by then have NaN as score and length. A slot that
+  has played its games is no longer stepped (nor observed). `on_step(actors, actions)` sees
+  every step (e.g. to record a video). `desc` names a progress bar of the games played (none if
+  None).
   """
   if games_at_once < 1 or actors.num_members % games_at_once:
     raise ValueError(f"{actors.num_members} environments do not hold {games_at_once} games "

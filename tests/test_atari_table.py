@@ -46,12 +46,14 @@ def test_table_pools_seeds_and_normalises(tmp_path):
 def test_a_seed_kept_twice_is_refused(tmp_path):
   runs = [_finished_run(tmp_path / "pop", "keyqn", "ALE/Pong-v5", [-15.0, -17.0, -16.0], 1.0),
           _finished_run(tmp_path / "s2", "keyqn", "ALE/Pong-v5", [-14.0], 0.3, seed=2),
-          _finished_run(tmp_path / "dqn", "pixel_dqn", "ALE/Pong-v5", [-20.0], 1.0, seed=2)]
+          _finished_run(tmp_path / "dqn", "pixel_dqn", "ALE/Pong-v5", [-20.0], 1.0, seed=2),
+          _finished_run(tmp_path / "bo", "keyqn", "ALE/Breakout-v5", [4.0], 1.0, seed=2)]
   with pytest.raises(ValueError, match="both hold seed 2 of pong / keyqn"):
     atari_table.collect(runs, threshold=8.0)
   # Another agent's seed 2, or the same seed of another game, is no clash.
-  assert atari_table.collect([runs[0], runs[2]], threshold=8.0)[("pong", "keyqn")]["scores"] \
-      == [-15.0, -17.0, -16.0]
+  groups = atari_table.collect([runs[0], runs[2], runs[3]], threshold=8.0)
+  assert groups[("pong", "keyqn")]["scores"] == [-15.0, -17.0, -16.0]
+  assert groups[("breakout", "keyqn")]["scores"] == [4.0]
 
 
 def test_human_normalised_bounds():
