@@ -74,7 +74,7 @@ def collect(run_dirs: list[pathlib.Path], threshold: float) -> dict:
     game = GAMES.get(config.env_id, config.env_id)
     entry = groups.setdefault((game, config.agent), {"scores": [], "hours": [], "runs": [],
                                                      "recall": None, "episodes": []})
-    for seed in range(config.seed, config.seed + config.num_seeds):
+    for seed in harness.member_seeds(config):
       other = seen.setdefault((game, config.agent, seed), run_dir)
       if other != run_dir:
         raise ValueError(f"{other} and {run_dir} both hold seed {seed} of {game} / "
