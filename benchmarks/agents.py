@@ -70,8 +70,7 @@ def _setup(name: str, num_seeds: int, games: int = 1):
   config = agent_config.get_config()
   config.update(dict(agent=name, env_id=_GAME.value, num_seeds=num_seeds))
   agent = agents.build(name, config.env_id, _detector() if name == "keyqn" else None,
-                       config.network.embed_sizes, config.network.hidden_sizes,
-                       config.network.feature_norm)
+                       **config.network)
   learner = dqn.Population(config, agent.network, agent.observer, agent.convolutional)
   actors = actors_lib.Actors(config.env_id, list(range(num_seeds * games)), agent.observer,
                              config.history)

@@ -73,8 +73,9 @@ class Agent:
 
 
 def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
-          hidden_sizes=(512,), feature_norm: bool = False) -> Agent:
-  """The agent `name` for the game `env_id` ("keyqn" needs the detector)."""
+          hidden_sizes=(512,), feature_norm: bool = False, use_features: bool = True) -> Agent:
+  """The agent `name` for the game `env_id` ("keyqn" needs the detector); the keyword
+  arguments are `KeypointQNetwork`'s (the config's `network` fields)."""
   num_actions = actors.num_actions(env_id)
   if name == "pixel_dqn":
     return Agent(name, PixelObserver(actors.observation_shape(env_id, "grey")),
@@ -84,7 +85,7 @@ def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
       raise ValueError("keyqn needs a trained Transporter: pass --config.keypoint_run=<run dir>")
     return Agent(name, KeypointObserver(detector, actors.observation_shape(env_id, "colour")),
                  networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes),
-                                           feature_norm))
+                                           feature_norm, use_features))
   raise ValueError(f"unknown agent {name!r}; expected one of {', '.join(AGENTS)}")
 
 
@@ -156,6 +157,9 @@ def validate(config) -> None:
       (config.eval_games_at_once >= 1,
        f"eval_games_at_once must be >= 1, got {config.eval_games_at_once}"),
       (config.video_steps >= 0, f"video_steps must be >= 0, got {config.video_steps}"),
+      (config.network.use_features or not config.network.feature_norm,
+       "network.feature_norm normalises the features, which network.use_features=False drops: "
+       "set at most one"),
       # The learner splits every member's batch over this machine's devices.
       (learner.batch_size % jax.local_device_count() == 0,
        f"learner.batch_size {learner.batch_size} does not split over "

@@ -42,11 +42,15 @@ class KeypointQNetwork(nn.Module):
   # Layer-normalise each record's C features (not its (x, y)) before the embedding: the
   # detector's features are O(1-60) against positions in [-1, 1].
   feature_norm: bool = False
+  # False: read only each record's (x, y), not its features (the records stay as stored).
+  use_features: bool = True
 
   @nn.compact
   def __call__(self, records: jax.Array) -> jax.Array:
     x = records.astype(jnp.float32)  # [B, H, K, D]
-    if self.feature_norm:
+    if not self.use_features:
+      x = x[..., :2]
+    elif self.feature_norm:
       x = jnp.concatenate([x[..., :2], nn.LayerNorm()(x[..., 2:])], axis=-1)
     for size in self.embed_sizes:
       x = nn.relu(nn.Dense(size)(x))

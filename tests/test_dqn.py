@@ -144,3 +144,18 @@ def test_feature_norm_makes_keyqn_blind_to_the_features_scale_not_to_positions()
     same = np.allclose(network.apply(params, rescaled), q, atol=1e-3 * float(jnp.abs(q).max()))
     assert same == feature_norm
     assert not np.allclose(network.apply(params, moved), q, atol=1e-3 * float(jnp.abs(q).max()))
+
+
+def test_keyqn_without_features_reads_positions_only():
+  records = jax.random.normal(jax.random.PRNGKey(0), (4, 2, 3, 2 + 6))
+  other_features = records.at[..., 2:].set(jax.random.normal(jax.random.PRNGKey(2), (4, 2, 3, 6)))
+  moved = records.at[..., 1].add(0.3)
+  for use_features in (True, False):
+    network = networks.KeypointQNetwork(3, (8,), (16,), use_features=use_features)
+    params = network.init(jax.random.PRNGKey(1), records)
+    q = network.apply(params, records)
+    tol = 1e-3 * float(jnp.abs(q).max())
+    assert np.allclose(network.apply(params, other_features), q, atol=tol) != use_features
+    assert not np.allclose(network.apply(params, moved), q, atol=tol)
+    # The embedding's first layer sees (x, y) alone, or (x, y) and the 6 features.
+    assert params["params"]["Dense_0"]["kernel"].shape == (8 if use_features else 2, 8)

@@ -170,6 +170,8 @@ def test_keyqn_beats_random_on_catch(tmp_path):
     (["--config.agent=pixel_dqn", "--config.learner.n_step=0"], "n_step must be >= 1"),
     (["--config.agent=pixel_dqn", "--config.eval_games_at_once=0"],
      "eval_games_at_once must be >= 1"),
+    (["--config.agent=pixel_dqn", "--config.network.feature_norm=True",
+      "--config.network.use_features=False"], "set at most one"),
     (["--config.agent=pixel_dqn", "--config.env_id=ALE/NoSuchGame-v5"],
      "unknown environment"),
     (["--config.agent=keyqn", "--config.keypoint_run=/nonexistent"], "is not a training run"),

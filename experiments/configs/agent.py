@@ -27,6 +27,7 @@ def get_config():
       embed_sizes=(64, 32),  # keyqn: the per-keypoint embedding MLP
       hidden_sizes=(512,),  # keyqn: the MLP over all embeddings
       feature_norm=False,  # keyqn: layer-normalise the detector features of every record
+      use_features=True,  # keyqn: False reads only the keypoints' positions, not their features
   ))
   config.learner = ml_collections.ConfigDict(dict(
       batch_size=32,
