@@ -75,8 +75,8 @@ def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
 
   `index` picks the games (evaluation i always plays the same seeds, never a training game's:
   0 is the final evaluation, i >= 1 the periodic ones; slot g of member m plays from seed
-  config.seed + m + g * N + EVAL_SEED_OFFSET * (i + 1)); `record` collects member 0's frames
-  (and keypoints for KeyQN) for a video."""
+  config.seed + m + g * N + EVAL_SEED_OFFSET * (i + 1)); `record` collects the frames of member 0's
+  slot 0 (and keypoints for KeyQN) for a video, while its games last."""
   n, at_once = config.num_seeds, min(config.eval_games_at_once, episodes)
   seeds = [s + g * n for s in harness.member_seeds(config, EVAL_SEED_OFFSET * (index + 1))
            for g in range(at_once)]  # member-major
@@ -87,9 +87,9 @@ def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
     observation = observation.reshape(n, at_once, *observation.shape[1:])
     return learner.act(observation, step, config.exploration.eval_epsilon, keys).reshape(-1)
 
-  def on_step(acts, actions):
+  def on_step(acts, actions, playing):
     del actions
-    if len(record) < config.video_steps:
+    if playing[0] and len(record) < config.video_steps:  # member 0's slot 0, while it plays
       frame = acts.frames[0]
       if frame.ndim == 2:  # pixel DQN's grey frames
         frame = np.repeat(frame[..., None], 3, axis=-1)

@@ -1,11 +1,11 @@
 """A population of N game environments stepped in lockstep on the host.
 
 Games: any ALE id under the Atari-100k protocol (`rl.atari`), or "catch" (`rl.catch`, a small
-task for tests). Member s plays its own environment (seeded from its own seed) and keeps its own observation
-history; the observer (pixel frames or the keypoint detector) is called once per step on all N
-frames. Episode bookkeeping follows `rl.atari`: a lost life is terminal for learning, the game
-goes on; a finished game (or the 27,000-step limit) resets the member's environment, and its raw
-score is reported.
+task for tests). Member s plays its own environment (seeded from its own seed) and keeps its own
+observation history; the observer (pixel frames or the keypoint detector) is called once per
+step on all N frames. Episode bookkeeping follows `rl.atari`: a lost life is terminal for
+learning, the game goes on; a finished game (or the 27,000-step limit) resets the member's
+environment, and its raw score is reported.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ class Actors:
 
 def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], episodes: int,
              max_steps: int | None = None,
-             on_step: Callable[[Actors, np.ndarray], None] | None = None,
+             on_step: Callable[[Actors, np.ndarray, np.ndarray], None] | None = None,
              games_at_once: int = 1,
              desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
   """(raw scores, lengths in agent steps), each [M, episodes], of the games of
@@ -168,9 +168,10 @@ def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], ep
   episodes % G slots) and its scores are kept whatever the games' lengths, so running games
   side by side never favours short games. `max_steps` bounds the steps of the loop (each steps
   every environment once); games not finished by then have NaN as score and length. A slot that
-  has played its games is no longer stepped (nor observed). `on_step(actors, actions)` sees
-  every step (e.g. to record a video). `desc` names a progress bar of the games played (none if
-  None).
+  has played its games is no longer stepped (nor observed). `on_step(actors, actions, playing)`
+  sees every step (e.g. to record a video), with `playing` [M * G] bool marking the slots that
+  still play (the others' frames stand still). `desc` names a progress bar of the games played
+  (none if None).
   """
   if games_at_once < 1 or actors.num_members % games_at_once:
     raise ValueError(f"{actors.num_members} environments do not hold {games_at_once} games "
@@ -187,9 +188,10 @@ def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], ep
             disable=desc is None) as bar:
     while (played < quota).any() and (max_steps is None or step < max_steps):
       actions = policy(actors.observation(), step)
+      playing = played < quota
       if on_step is not None:
-        on_step(actors, actions)
-      _, finished = actors.step(actions, played < quota)
+        on_step(actors, actions, playing)
+      _, finished = actors.step(actions, playing)
       for env, score, length in finished:
         played[env] += 1
         member = env // games_at_once

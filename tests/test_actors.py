@@ -57,11 +57,11 @@ def test_a_slot_that_has_played_its_games_is_no_longer_stepped_or_observed():
   observed = []
   observer = actors.observer
   actors.observer = lambda frames: observed.append(len(frames)) or observer(frames)
-  lengths = []
+  lengths, playing = [], []
   try:
     scores, game_lengths = actors_lib.evaluate(
         actors, _policy, 3, games_at_once=2,
-        on_step=lambda a, _: lengths.append(a.episode_length.copy()))
+        on_step=lambda a, _, p: lengths.append(a.episode_length.copy()) or playing.append(p))
   finally:
     actors.close()
   assert np.isfinite(scores).all() and len(lengths) == 14
@@ -70,6 +70,7 @@ def test_a_slot_that_has_played_its_games_is_no_longer_stepped_or_observed():
   np.testing.assert_array_equal(lengths[:7, 0], lengths[:7, 1])  # in step while both play
   assert (lengths[7:, 1] == 0).all() and lengths[-1, 0] == 6  # slot 1 reset, then left alone
   assert observed == [2] * 7 + [1] * 7, observed  # slot 1 is observed until its game ends
+  np.testing.assert_array_equal(playing, [[True, True]] * 7 + [[True, False]] * 7)
 
 
 def test_unfinished_games_are_nan_and_slots_must_divide_the_environments():
