@@ -40,8 +40,8 @@ def init(key: jax.Array, network: flax.linen.Module, example_observation: jax.Ar
   """A new learner: parameters from `key`, the target network equal to them."""
   params = network.init(key, example_observation[None])
   # A copy, not the same arrays: callers donate the state to jitted updates.
-  return LearnerState(params=params, target_params=jax.tree.map(jnp.copy, params), opt_state=optimizer.init(params),
-                      updates=jnp.zeros((), jnp.int32))
+  return LearnerState(params=params, target_params=jax.tree.map(jnp.copy, params),
+                      opt_state=optimizer.init(params), updates=jnp.zeros((), jnp.int32))
 
 
 def loss_fn(params, target_params, batch: dict[str, jax.Array], apply: Apply, double: bool,

@@ -69,7 +69,8 @@ def test_keyqn_on_pong_writes_scores_curve_video_and_checkpoints(pong_detector_r
   pong = next(line for line in table.splitlines() if line.startswith("| pong |"))
   assert "10.8 (5.7)" in pong  # the paper's KeyQN
   mean = np.mean(final["mean_per_seed"]) if None not in final["mean_per_seed"] else None
-  assert pong.split(" | ")[1] == ("-" if mean is None else f"{mean:.1f} ({np.std(final['mean_per_seed']):.1f})")
+  expected = "-" if mean is None else f"{mean:.1f} ({np.std(final['mean_per_seed']):.1f})"
+  assert pong.split(" | ")[1] == expected
   assert "detector recall on held-out frames: player" in table
   assert (tmp_path / "kept" / "keyqn" / "final_eval.json").is_file()
   assert out.with_suffix(".png").stat().st_size > 0
