@@ -27,6 +27,7 @@ from absl import flags
 from experiments import harness
 from keypoints import evaluation
 from keypoints import run_dir as run_dir_lib
+from keypoints import visualize
 
 _RUNS = flags.DEFINE_list("runs", [], "Agent run directories.")
 _RUNS_ROOT = flags.DEFINE_string("runs_root", None,
@@ -180,9 +181,7 @@ def markdown(groups: dict, threshold: float) -> str:
 
 
 def bar_plot(groups: dict, path: pathlib.Path) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = visualize.pyplot()
   games = sorted(PUBLISHED)
   series = [("KeyQN (paper)", [human_normalised(PUBLISHED[g]["KeyQN"][0], g) for g in games])]
   for agent, label in AGENT_NAMES.items():

@@ -17,6 +17,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from keypoints import visualize
 from rl import exploration
 
 _RUNS = flags.DEFINE_list("runs", None, "Exploration run directories.")
@@ -64,9 +65,7 @@ def markdown(runs: list[dict]) -> str:
 
 def plot(runs: list[dict], path: pathlib.Path) -> None:
   """One panel per (game, count), a line per run."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = visualize.pyplot()
   panels = [(game, count) for game in sorted({r["env_id"] for r in runs}) for count in COUNTS
             if any(r["env_id"] == game and count in r for r in runs)]
   fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)

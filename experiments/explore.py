@@ -274,9 +274,7 @@ def options_video(config, explorer: Explorer) -> np.ndarray:
 
 def plot_coverage(run_dir: pathlib.Path) -> None:
   """images/coverage.png from metrics.csv: the coverage counts against agent steps."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = visualize.pyplot()
   rows = np.atleast_1d(np.genfromtxt(run_dir / "metrics.csv", delimiter=",", names=True))
   names = [k for k in ("positions", "cells", "rooms") if k in rows.dtype.names]
   fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3), squeeze=False)
@@ -292,9 +290,7 @@ def plot_coverage(run_dir: pathlib.Path) -> None:
 
 def plot_visits(path: pathlib.Path, visits: np.ndarray, config) -> None:
   """A heat map of the player's binned screen positions (log visit counts)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = visualize.pyplot()
   fig, ax = plt.subplots(figsize=(4, 5))
   shown = np.where(visits > 0, np.log10(np.maximum(visits, 1)), np.nan)
   image = ax.imshow(shown, cmap="viridis", extent=(0, visits.shape[1] * config.coverage_bin,

@@ -19,6 +19,7 @@ from absl import app
 from absl import flags
 
 from experiments import harness
+from keypoints import visualize
 
 _STUDY = flags.DEFINE_string("study", None, "A seed_study JSON, or a JSON object mapping "
                              "variant names to such studies.", required=True)
@@ -45,9 +46,7 @@ def load_studies(path: pathlib.Path, variants: list[str] | None) -> dict[str, di
 
 
 def plot(studies: dict[str, dict], out: pathlib.Path, min_recall: float) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = visualize.pyplot()
   fig, axes = plt.subplots(2, len(studies), figsize=(4.2 * len(studies), 6), squeeze=False,
                            sharey="row")
   for col, (name, study) in enumerate(studies.items()):

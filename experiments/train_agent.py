@@ -108,9 +108,7 @@ def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
 
 def plot_learning_curve(run_dir: pathlib.Path) -> None:
   """images/learning_curve.png from metrics.csv: training and evaluation scores."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = visualize.pyplot()
   path = run_dir / "metrics.csv"
   if not path.exists():
     return

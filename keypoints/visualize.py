@@ -16,6 +16,15 @@ PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 128, 255], [255, 255, 0], [255
                     [128, 255, 128]], np.uint8)
 
 
+def pyplot():
+  """matplotlib.pyplot drawing to files (the Agg backend: no display needed), imported on first
+  use so that code which never plots does not load matplotlib."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
 def overlay(frames: np.ndarray, keypoints: np.ndarray, scale: int = 4,
             radius: float = 1.5, objects: np.ndarray | None = None) -> np.ndarray:
   """Draws keypoints as coloured rings on upscaled frames (and objects as white dots).
@@ -84,9 +93,7 @@ def plot_tracking(path: str | os.PathLike, results: list[dict], threshold: float
                   title: str) -> None:
   """Precision and recall against the horizon, one line per model (`evaluation` results); a
   model of several seeds (`evaluation.group_seeds`) is its mean with a band of +-1 std."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   as_float = lambda values: np.array([np.nan if v is None else v for v in values], np.float64)
   for r in results:
