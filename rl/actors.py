@@ -186,9 +186,9 @@ def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], ep
   step = 0
   with tqdm(total=int(quota.sum()), desc=desc, unit="game", leave=False,
             disable=desc is None) as bar:
-    while (played < quota).any() and (max_steps is None or step < max_steps):
+    playing = played < quota
+    while playing.any() and (max_steps is None or step < max_steps):
       actions = policy(actors.observation(), step)
-      playing = played < quota
       if on_step is not None:
         on_step(actors, actions, playing)
       _, finished = actors.step(actions, playing)
@@ -200,6 +200,7 @@ def evaluate(actors: Actors, policy: Callable[[np.ndarray, int], np.ndarray], ep
         done[member] += 1
       bar.update(len(finished))
       step += 1
+      playing = played < quota
       if step % 500 == 0:  # a long game (e.g. one that waits for FIRE) still shows progress
-        bar.set_postfix(steps=step, playing=int((played < quota).sum()))
+        bar.set_postfix(steps=step, playing=int(playing.sum()))
   return scores, lengths
