@@ -4,7 +4,8 @@
   keyqn      a frozen Transporter detector's keypoint record of the colour frame (Atari: the raw
              screen, which the detector resizes as its training frames were): for each
              of the K keypoints its (x, y) scaled to [-1, 1] of the frame and the C Phi features
-             sampled at it, float32 [K, 2 + C]; KeypointQNetwork over the last H records.
+             sampled at it, float32 [K, 2 + C] (only the positions, [K, 2], where the
+             network reads no features); KeypointQNetwork over the last H records.
 
 The detector runs ONCE per environment step (on all population members' frames in one call) and
 its records go into replay; updates never run it again.
@@ -39,18 +40,21 @@ class PixelObserver:
 
 class KeypointObserver:
   """Colour frames [N, H, W, 3] (Atari: the raw 210x160 screen) -> keypoint records float32
-  [N, K, 2 + C]."""
+  [N, K, 2 + C], or [N, K, 2] with `use_features=False` (the positions alone: the detector
+  then runs Psi only, not Phi)."""
   observation = "colour"
 
-  def __init__(self, detector, frame_shape: tuple[int, ...]):
+  def __init__(self, detector, frame_shape: tuple[int, ...], use_features: bool = True):
     self.detector = detector
+    self.use_features = use_features
     height, width, _ = frame_shape
     self._scale = np.array([2.0 / (width - 1), 2.0 / (height - 1)], np.float32)
-    xy, features = detector.features(np.zeros((1, height, width, 3), np.uint8))
-    self.element_shape = (xy.shape[1], 2 + features.shape[2])
+    self.element_shape = self(np.zeros((1, height, width, 3), np.uint8)).shape[1:]
     self.element_dtype = np.float32
 
   def __call__(self, frames: np.ndarray) -> np.ndarray:
+    if not self.use_features:
+      return (self.detector(frames) * self._scale - 1.0).astype(np.float32)
     xy, features = self.detector.features(frames)
     return np.concatenate([xy * self._scale - 1.0, features], axis=-1).astype(np.float32)
 
@@ -83,7 +87,8 @@ def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
   if name == "keyqn":
     if detector is None:
       raise ValueError("keyqn needs a trained Transporter: pass --config.keypoint_run=<run dir>")
-    return Agent(name, KeypointObserver(detector, actors.observation_shape(env_id, "colour")),
+    return Agent(name, KeypointObserver(detector, actors.observation_shape(env_id, "colour"),
+                                        use_features),
                  networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes),
                                            feature_norm, use_features))
   raise ValueError(f"unknown agent {name!r}; expected one of {', '.join(AGENTS)}")

@@ -42,7 +42,8 @@ class KeypointQNetwork(nn.Module):
   # Layer-normalise each record's C features (not its (x, y)) before the embedding: the
   # detector's features are O(1-60) against positions in [-1, 1].
   feature_norm: bool = False
-  # False: read only each record's (x, y), not its features (the records stay as stored).
+  # False: read only each record's (x, y), not its features (KeyQN's observer then stores
+  # positions alone, [K, 2]; records that carry features are read without them).
   use_features: bool = True
 
   @nn.compact

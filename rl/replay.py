@@ -175,6 +175,11 @@ class Replay:
   def load_state_dict(self, state: dict[str, Any]) -> None:
     """Restores `state_dict()` into this (empty, same-shaped) buffer."""
     count = int(state["count"])
+    stored = tuple(np.asarray(state["observation"]).shape[2:])
+    if stored != self.observation.shape[2:]:
+      raise ValueError(f"replay checkpoint holds observations of shape {list(stored)}, this "
+                       f"run stores {list(self.observation.shape[2:])}: it was made with other "
+                       f"settings (start a new run directory)")
     kept = np.asarray(state["action"]).shape[1]
     if kept != min(count, self.capacity) or np.asarray(state["action"]).shape[0] != \
         self.num_members:

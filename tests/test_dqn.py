@@ -159,3 +159,5 @@ def test_keyqn_without_features_reads_positions_only():
     assert not np.allclose(network.apply(params, moved), q, atol=tol)
     # The embedding's first layer sees (x, y) alone, or (x, y) and the 6 features.
     assert params["params"]["Dense_0"]["kernel"].shape == (8 if use_features else 2, 8)
+    if not use_features:  # the observer's positions-only records [.., K, 2]: the same Q-values
+      np.testing.assert_allclose(network.apply(params, records[..., :2]), q, atol=tol)

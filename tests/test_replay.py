@@ -109,6 +109,9 @@ def test_wrap_around_keeps_the_newest_slots_and_round_trips():
     assert batch.observation[0, :, -1, 0].max() <= 10
     assert batch.observation[0, :, 0, 0].min() >= 5  # histories never reach overwritten slots
   restored = replay_lib.Replay(1, 8, (2,), np.float32, history=2, n_step=2, discount=GAMMA)
+  other = replay_lib.Replay(1, 8, (3,), np.float32, history=2, n_step=2, discount=GAMMA)
+  with pytest.raises(ValueError, match=r"observations of shape \[2\], this run stores \[3\]"):
+    other.load_state_dict(replay.state_dict())  # made with other settings: refused
   restored.load_state_dict(replay.state_dict())
   x = replay.sample([np.random.default_rng(9)], 32)
   y = restored.sample([np.random.default_rng(9)], 32)

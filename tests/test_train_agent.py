@@ -92,6 +92,10 @@ def test_keypoint_records_hold_the_detectors_keypoints_and_features(pong_detecto
   np.testing.assert_array_equal(records[..., 2:], features)
   # The video draws keypoints from the stored records, without calling the detector again.
   np.testing.assert_allclose(observer.pixels(records), xy, atol=1e-3)
+  # Positions alone: the same (x, y), without the features (the detector runs Psi only).
+  positions = agents.KeypointObserver(detector, frames.shape[1:], use_features=False)
+  assert positions.element_shape == (xy.shape[1], 2)
+  np.testing.assert_allclose(positions(frames), records[..., :2], atol=1e-5)
 
 
 def test_pixel_dqn_on_pong_runs_the_protocol(tmp_path):
