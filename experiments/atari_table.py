@@ -54,7 +54,8 @@ PUBLISHED = {
 }
 GAMES = {"ALE/Breakout-v5": "breakout", "ALE/Frostbite-v5": "frostbite",
          "ALE/MsPacman-v5": "ms_pacman", "ALE/Pong-v5": "pong", "ALE/Seaquest-v5": "seaquest"}
-AGENT_NAMES = {"keyqn": "KeyQN (ours)", "pixel_dqn": "pixel DQN (ours)"}
+AGENT_NAMES = {"keyqn": "KeyQN (ours)", "pixel_dqn": "pixel DQN (ours)",
+               "keyqn_ram": "KeyQN on RAM objects (ours, oracle)"}
 
 
 def human_normalised(score: float, game: str) -> float:

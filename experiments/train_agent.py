@@ -1,9 +1,12 @@
-"""Trains KeyQN or pixel DQN on an Atari game (Atari-100k protocol); the same --run_dir resumes.
+"""Trains KeyQN, pixel DQN or KeyQN's RAM oracle on an Atari game (Atari-100k protocol); the
+same --run_dir resumes.
 
   # a Transporter trained on the game's random-policy frames first (README main job):
   python -m experiments.train_agent --config.agent=keyqn --config.keypoint_run=runs/pong \\
       --run_dir=runs/keyqn_pong
   python -m experiments.train_agent --config.agent=pixel_dqn --run_dir=runs/dqn_pong
+  # KeyQN's network on the objects read from RAM (no detector): what exact positions give
+  python -m experiments.train_agent --config.agent=keyqn_ram --run_dir=runs/keyqn_ram_pong
   # three seeds as one population (one process, one batched update a step):
   python -m experiments.train_agent --config.num_seeds=3 ...
 
@@ -12,7 +15,8 @@ loss, epsilon, steps/s, evaluation scores); Orbax checkpoints of the learner, th
 replay buffer and the environments every `checkpoint_every` steps, at the end and on SIGTERM /
 Ctrl-C, so that a killed run continues exactly where its last checkpoint stopped;
 final_eval.json (raw scores of `final_eval_episodes` games per member at epsilon 0.001);
-images/learning_curve.png and images/agent.gif (member 0 playing, keypoints drawn for KeyQN).
+images/learning_curve.png and images/agent.gif (member 0 playing, keypoints drawn for KeyQN,
+the RAM objects for keyqn_ram).
 """
 
 from __future__ import annotations
@@ -91,9 +95,11 @@ def evaluate(config, agent, learner: dqn.Population, episodes: int, index: int,
     del actions
     if playing[0] and len(record) < config.video_steps:  # member 0's slot 0, while it plays
       frame = acts.frames[0]
+      if frame.ndim == 1:  # keyqn_ram's RAM: the screen of the step's last emulator frame
+        frame = acts.envs[0].unwrapped.ale.getScreenRGB()
       if frame.ndim == 2:  # pixel DQN's grey frames
         frame = np.repeat(frame[..., None], 3, axis=-1)
-      if agent.name == "keyqn":  # the record the policy is about to read: no detector call
+      if agent.name != "pixel_dqn":  # the record the policy is about to read: no detector call
         xy = agent.observer.pixels(acts.observation()[:1, -1])
         frame = visualize.overlay(frame[None], xy, scale=2)[0]
       record.append(frame)

@@ -1,4 +1,4 @@
-"""The two agents' parts: what each stores per step (its observer), and its Q-network.
+"""The agents' parts: what each stores per step (its observer), and its Q-network.
 
   pixel_dqn  the 84x84 greyscale frame (`rl.atari` "grey"); NatureCNN over the last H frames.
   keyqn      a frozen Transporter detector's keypoint record of the colour frame (Atari: the raw
@@ -6,6 +6,12 @@
              of the K keypoints its (x, y) scaled to [-1, 1] of the frame and the C Phi features
              sampled at it, float32 [K, 2 + C] (only the positions, [K, 2], where the
              network reads no features); KeypointQNetwork over the last H records.
+
+  keyqn_ram  an oracle for KeyQN: the game's objects read from the console RAM
+             (`keypoints.ground_truth`) instead of a detector's keypoints, float32 [M, 3] per
+             step: each object's (x, y) in [-1, 1] of the raw screen and 1, or (0, 0, 0) while
+             it is not on the screen; the same KeypointQNetwork. It tells how well KeyQN's
+             learner plays from exact object positions, apart from the detector.
 
 The detector runs ONCE per environment step (on all population members' frames in one call) and
 its records go into replay; updates never run it again.
@@ -20,10 +26,11 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from keypoints import ground_truth
 from rl import actors
 from rl import networks
 
-AGENTS = ("keyqn", "pixel_dqn")
+AGENTS = ("keyqn", "pixel_dqn", "keyqn_ram")
 
 
 class PixelObserver:
@@ -63,6 +70,30 @@ class KeypointObserver:
     return (records[..., :2] + 1.0) / self._scale
 
 
+class ObjectObserver:
+  """Console RAM [N, 128] -> the game's objects as records float32 [N, M, 3] (`keyqn_ram`, in
+  the module docstring)."""
+  observation = "ram"
+
+  def __init__(self, env_id: str):
+    self.env_id = env_id
+    self._scale = np.array([2.0 / (ground_truth.RAW_WIDTH - 1),
+                            2.0 / (ground_truth.RAW_HEIGHT - 1)], np.float32)
+    self.element_shape = (len(ground_truth.object_names(env_id)), 3)
+    self.element_dtype = np.float32
+
+  def __call__(self, ram: np.ndarray) -> np.ndarray:
+    xy = ground_truth.atari_positions(self.env_id, ram)  # raw pixels, NaN: not shown
+    shown = np.isfinite(xy).all(axis=-1, keepdims=True)
+    xy = np.where(shown, xy * self._scale - 1.0, 0.0)
+    return np.concatenate([xy, shown], axis=-1).astype(np.float32)
+
+  def pixels(self, records: np.ndarray) -> np.ndarray:
+    """Objects in raw screen pixels [..., M, 2] (NaN: not shown)."""
+    xy = (records[..., :2] + 1.0) / self._scale
+    return np.where(records[..., 2:] > 0, xy, np.nan)
+
+
 @dataclasses.dataclass(frozen=True)
 class Agent:
   name: str
@@ -91,6 +122,9 @@ def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
                                         use_features),
                  networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes),
                                            feature_norm, use_features))
+  if name == "keyqn_ram":
+    return Agent(name, ObjectObserver(env_id),
+                 networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes)))
   raise ValueError(f"unknown agent {name!r}; expected one of {', '.join(AGENTS)}")
 
 
@@ -165,6 +199,13 @@ def validate(config) -> None:
       (config.network.use_features or not config.network.feature_norm,
        "network.feature_norm normalises the features, which network.use_features=False drops: "
        "set at most one"),
+      (config.agent != "keyqn_ram" or (config.network.use_features and
+                                        not config.network.feature_norm),
+       "network.use_features and network.feature_norm concern a detector's features; "
+       "keyqn_ram reads RAM objects: leave both at their defaults"),
+      (config.agent != "keyqn_ram" or config.env_id in ground_truth.SUPPORTED_GAMES,
+       f"keyqn_ram reads the objects of {', '.join(ground_truth.SUPPORTED_GAMES)} from RAM, "
+       f"not of {config.env_id}"),
       # The learner splits every member's batch over this machine's devices.
       (learner.batch_size % jax.local_device_count() == 0,
        f"learner.batch_size {learner.batch_size} does not split over "

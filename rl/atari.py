@@ -12,10 +12,12 @@ Settings (those of dopamine's Atari-100k agents and BBF), built from gymnasium's
     agents treat as terminal when bootstrapping, while the game goes on;
   * rewards are clipped to [-1, 1] for learning (`clip_reward`); scores are reported raw.
 
-Two observation kinds:
+Three observation kinds:
   * "grey": 84x84 greyscale uint8, the input of pixel DQN (stacked over 4 steps by the agent);
   * "colour": the raw 210x160x3 RGB screen (max-pooled), the input of the keypoint detector,
-    which resizes it exactly as the frames of its training data were resized.
+    which resizes it exactly as the frames of its training data were resized;
+  * "ram": the console's 128 RAM bytes after the step (uint8 [128]), from which
+    `keypoints.ground_truth` reads the objects' positions (the KeyQN oracle, `rl.agents`).
 
 `snapshot` / `restore` capture everything the environment carries between steps (the emulator
 with its RNG, the no-op RNG, the wrappers' counters), so a resumed agent run continues from the
@@ -36,7 +38,8 @@ NOOP_MAX = 30
 FRAME_SKIP = 4
 MAX_EPISODE_STEPS = 27_000  # agent steps; x FRAME_SKIP emulator frames
 GREY_SIZE = 84
-OBSERVATIONS = ("grey", "colour")
+RAM_SIZE = 128
+OBSERVATIONS = ("grey", "colour", "ram")
 
 
 class LifeLoss(gymnasium.Wrapper):
@@ -64,13 +67,27 @@ class LifeLoss(gymnasium.Wrapper):
     return observation, reward, terminated, truncated, info
 
 
+class RamObservation(gymnasium.ObservationWrapper):
+  """Replaces the screen by the console RAM after the step (the frames are still rendered and
+  max-pooled below, so the game runs exactly as with a screen observation)."""
+
+  def __init__(self, env: gymnasium.Env):
+    super().__init__(env)
+    self.observation_space = gymnasium.spaces.Box(0, 255, (RAM_SIZE,), np.uint8)
+
+  def observation(self, observation):
+    del observation
+    return self.env.unwrapped.ale.getRAM().copy()
+
+
 def make(env_id: str, seed: int, observation: str = "grey") -> gymnasium.Env:
   """An ALE game under the Atari-100k protocol (module docstring), already reset with `seed`.
 
   Args:
     env_id: a gymnasium ALE id such as "ALE/Pong-v5" (its v5 defaults are overridden).
     seed: seeds the emulator and the no-op starts of every episode of this environment.
-    observation: "grey" (uint8 [84, 84]) or "colour" (uint8 [210, 160, 3]).
+    observation: "grey" (uint8 [84, 84]), "colour" (uint8 [210, 160, 3]) or "ram" (uint8
+      [128]).
 
   Raises:
     ValueError: an unknown id or observation kind (one line).
@@ -91,6 +108,8 @@ def make(env_id: str, seed: int, observation: str = "grey") -> gymnasium.Env:
   env = gym.wrappers.AtariPreprocessing(env, noop_max=NOOP_MAX, frame_skip=FRAME_SKIP,
                                         screen_size=size, terminal_on_life_loss=False,
                                         grayscale_obs=grey, scale_obs=False)
+  if observation == "ram":
+    env = RamObservation(env)
   env = LifeLoss(env)
   env.reset(seed=seed)
   return env
@@ -100,6 +119,8 @@ def observation_shape(observation: str) -> tuple[int, ...]:
   """The shape of one observation of the given kind."""
   if observation == "grey":
     return (GREY_SIZE, GREY_SIZE)
+  if observation == "ram":
+    return (RAM_SIZE,)
   return (envs.ALE_RAW_HEIGHT, envs.ALE_RAW_WIDTH, 3)
 
 

@@ -48,6 +48,20 @@ def test_no_sticky_actions_same_actions_same_game():
   np.testing.assert_array_equal(play(3), play(3))
 
 
+def test_ram_observation_is_the_console_ram_of_the_same_game():
+  ram_env, colour_env = atari.make("ALE/Pong-v5", 4, "ram"), atari.make("ALE/Pong-v5", 4, "colour")
+  assert ram_env.observation_space.shape == atari.observation_shape("ram") == (128,)
+  rng = np.random.default_rng(2)
+  ram, _ = ram_env.reset(seed=4)
+  colour_env.reset(seed=4)
+  for _ in range(60):
+    np.testing.assert_array_equal(ram, colour_env.unwrapped.ale.getRAM())
+    action = int(rng.integers(ram_env.action_space.n))
+    ram, reward, *_ = ram_env.step(action)
+    assert colour_env.step(action)[1] == reward  # the same game, whatever is observed
+  assert ram.dtype == np.uint8 and len({tuple(ram_env.reset()[0]) for _ in range(3)}) > 1
+
+
 def test_no_op_starts_are_between_1_and_30_frames_and_vary():
   env = atari.make("ALE/Breakout-v5", 0)
   starts = []

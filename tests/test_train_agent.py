@@ -98,6 +98,39 @@ def test_keypoint_records_hold_the_detectors_keypoints_and_features(pong_detecto
   np.testing.assert_allclose(positions(frames), records[..., :2], atol=1e-5)
 
 
+def test_keyqn_ram_records_are_the_ground_truth_objects(tmp_path):
+  from keypoints import ground_truth  # pylint: disable=g-import-not-at-top
+  from rl import agents, atari  # pylint: disable=g-import-not-at-top
+  env = atari.make("ALE/Pong-v5", seed=5, observation="colour")
+  env.reset(seed=5)
+  rams = [env.unwrapped.ale.getRAM().copy()]
+  for action in [0] * 60 + [2] * 20:
+    env.step(action)
+    rams.append(env.unwrapped.ale.getRAM().copy())
+  env.close()
+  rams = np.stack(rams)
+  observer = agents.ObjectObserver("ALE/Pong-v5")
+  records = observer(rams)
+  truth = ground_truth.atari_positions("ALE/Pong-v5", rams)  # player, enemy, ball; NaN: hidden
+  assert records.shape == (len(rams), 3, 3) == (len(rams), *observer.element_shape)
+  shown = np.isfinite(truth).all(-1)
+  assert shown.any() and not shown.all()  # the ball is parked between points
+  np.testing.assert_array_equal(records[..., 2], shown)
+  np.testing.assert_array_equal(records[~shown], 0.0)
+  np.testing.assert_allclose(records[shown][:, 0], truth[shown][:, 0] / 159 * 2 - 1, atol=1e-5)
+  np.testing.assert_allclose(records[shown][:, 1], truth[shown][:, 1] / 209 * 2 - 1, atol=1e-5)
+  np.testing.assert_allclose(observer.pixels(records), truth, atol=1e-3)  # NaN where hidden
+  # The binary runs it end to end on the RAM observation, with the objects drawn in its video.
+  run_dir = tmp_path / "ram"
+  result = _run(_agent_cmd(run_dir, "--config.agent=keyqn_ram", "--config.num_steps=80",
+                           "--config.learner.min_replay=40", "--config.learner.batch_size=4",
+                           "--config.checkpoint_every=80", "--config.final_eval_episodes=1",
+                           "--config.eval_max_steps=30", "--config.video_steps=10"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert json.loads((run_dir / "final_eval.json").read_text())["agent"] == "keyqn_ram"
+  assert (run_dir / "images" / "agent.gif").stat().st_size > 0
+
+
 def test_pixel_dqn_on_pong_runs_the_protocol(tmp_path):
   run_dir = tmp_path / "dqn"
   result = _run(_agent_cmd(run_dir, "--config.agent=pixel_dqn", "--config.num_steps=80",
@@ -180,6 +213,9 @@ def test_keyqn_beats_random_on_catch(tmp_path):
     (["--config.agent=pixel_dqn", "--config.env_id=ALE/NoSuchGame-v5"],
      "unknown environment"),
     (["--config.agent=keyqn", "--config.keypoint_run=/nonexistent"], "is not a training run"),
+    (["--config.agent=keyqn_ram", "--config.env_id=catch"], "not of catch"),
+    (["--config.agent=keyqn_ram", "--config.network.use_features=False"],
+     "keyqn_ram reads RAM objects"),
 ])
 def test_bad_config_is_one_clear_error(tmp_path, extra, message):
   result = _run(_agent_cmd(tmp_path / "run", *extra))

@@ -15,7 +15,7 @@ import ml_collections
 
 def get_config():
   config = ml_collections.ConfigDict()
-  config.agent = "keyqn"  # "keyqn" | "pixel_dqn"
+  config.agent = "keyqn"  # "keyqn" | "pixel_dqn" | "keyqn_ram" (objects read from RAM, an oracle)
   config.env_id = "ALE/Pong-v5"
   config.keypoint_run = ""  # Transporter run directory (keyqn only)
   config.seed = 0  # population member s uses seed + s
