@@ -98,7 +98,7 @@ def test_keypoint_records_hold_the_detectors_keypoints_and_features(pong_detecto
   np.testing.assert_allclose(positions(frames), records[..., :2], atol=1e-5)
 
 
-def test_keyqn_ram_records_are_the_ground_truth_objects(tmp_path):
+def test_keyqn_ram_records_are_the_ground_truth_objects():
   from keypoints import ground_truth  # pylint: disable=g-import-not-at-top
   from rl import agents, atari  # pylint: disable=g-import-not-at-top
   env = atari.make("ALE/Pong-v5", seed=5, observation="colour")
@@ -120,20 +120,12 @@ def test_keyqn_ram_records_are_the_ground_truth_objects(tmp_path):
   np.testing.assert_allclose(records[shown][:, 0], truth[shown][:, 0] / 159 * 2 - 1, atol=1e-5)
   np.testing.assert_allclose(records[shown][:, 1], truth[shown][:, 1] / 209 * 2 - 1, atol=1e-5)
   np.testing.assert_allclose(observer.pixels(records), truth, atol=1e-3)  # NaN where hidden
-  # The binary runs it end to end on the RAM observation, with the objects drawn in its video.
-  run_dir = tmp_path / "ram"
-  result = _run(_agent_cmd(run_dir, "--config.agent=keyqn_ram", "--config.num_steps=80",
-                           "--config.learner.min_replay=40", "--config.learner.batch_size=4",
-                           "--config.checkpoint_every=80", "--config.final_eval_episodes=1",
-                           "--config.eval_max_steps=30", "--config.video_steps=10"))
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert json.loads((run_dir / "final_eval.json").read_text())["agent"] == "keyqn_ram"
-  assert (run_dir / "images" / "agent.gif").stat().st_size > 0
 
 
-def test_pixel_dqn_on_pong_runs_the_protocol(tmp_path):
-  run_dir = tmp_path / "dqn"
-  result = _run(_agent_cmd(run_dir, "--config.agent=pixel_dqn", "--config.num_steps=80",
+@pytest.mark.parametrize("agent", ["pixel_dqn", "keyqn_ram"])
+def test_pixel_dqn_and_keyqn_ram_run_the_protocol_on_pong(tmp_path, agent):
+  run_dir = tmp_path / agent
+  result = _run(_agent_cmd(run_dir, f"--config.agent={agent}", "--config.num_steps=80",
                            "--config.learner.min_replay=40", "--config.learner.batch_size=4",
                            "--config.checkpoint_every=80", "--config.final_eval_episodes=1",
                            "--config.eval_max_steps=50", "--config.video_steps=10"))
@@ -143,8 +135,10 @@ def test_pixel_dqn_on_pong_runs_the_protocol(tmp_path):
   last = dict(zip(header, metrics[-1].split(",")))
   assert float(last["loss"]) >= 0.0 and float(last["epsilon"]) < 1.0
   final = json.loads((run_dir / "final_eval.json").read_text())
+  assert final["agent"] == agent
   assert final["episodes_per_seed"] == 0  # no game ends within 50 steps: no score, no length
   assert final["lengths"] == [[None]] and final["mean_length"] is None
+  assert (run_dir / "images" / "agent.gif").stat().st_size > 0  # keyqn_ram: objects drawn
 
 
 def test_kill_9_and_resume_continue_bit_exactly(tmp_path, kill_9_after_checkpoint,
