@@ -38,7 +38,6 @@ NOOP_MAX = 30
 FRAME_SKIP = 4
 MAX_EPISODE_STEPS = 27_000  # agent steps; x FRAME_SKIP emulator frames
 GREY_SIZE = 84
-RAM_SIZE = 128
 OBSERVATIONS = ("grey", "colour", "ram")
 
 
@@ -73,7 +72,7 @@ class RamObservation(gymnasium.ObservationWrapper):
 
   def __init__(self, env: gymnasium.Env):
     super().__init__(env)
-    self.observation_space = gymnasium.spaces.Box(0, 255, (RAM_SIZE,), np.uint8)
+    self.observation_space = gymnasium.spaces.Box(0, 255, (envs.RAM_SIZE,), np.uint8)
 
   def observation(self, observation):
     del observation
@@ -120,7 +119,7 @@ def observation_shape(observation: str) -> tuple[int, ...]:
   if observation == "grey":
     return (GREY_SIZE, GREY_SIZE)
   if observation == "ram":
-    return (RAM_SIZE,)
+    return (envs.RAM_SIZE,)
   return (envs.ALE_RAW_HEIGHT, envs.ALE_RAW_WIDTH, 3)
 
 
