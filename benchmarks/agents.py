@@ -3,6 +3,7 @@ wall time of a 100k-step run, for KeyQN and pixel DQN, one seed and a population
 
   python -m benchmarks.agents                        # Pong, keyqn and pixel_dqn, 1 and 5 seeds
   python -m benchmarks.agents --seeds=1,3 --agents=keyqn --keypoint_run=runs/pong
+  python -m benchmarks.agents --agents=keyqn --nouse_features   # positions-only KeyQN
 
 Each row times, per agent step of the whole population (median over --steps steps, after a
 warm-up): the environments (N games, 4 emulator frames each), the observer (KeyQN: one batched
@@ -49,6 +50,10 @@ _KEYPOINT_RUN = flags.DEFINE_string("keypoint_run", None,
 _EVAL_GAMES = flags.DEFINE_list("eval_games", ["1", "10"], "Games per member side by side "
                                 "to time evaluation steps with (none: no evaluation rows).")
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the rows to this JSON file.")
+_USE_FEATURES = flags.DEFINE_bool(
+    "use_features", True, "KeyQN rows: records of positions and features (the default); "
+    "--nouse_features times positions-only KeyQN (the detector runs Psi alone; rows "
+    "'keyqn_positions/...').")
 
 
 def _detector():
@@ -69,12 +74,19 @@ def _setup(name: str, num_seeds: int, games: int = 1):
   environments."""
   config = agent_config.get_config()
   config.update(dict(agent=name, env_id=_GAME.value, num_seeds=num_seeds))
+  if name == "keyqn":
+    config.network.use_features = _USE_FEATURES.value
   agent = agents.build(name, config.env_id, _detector() if name == "keyqn" else None,
                        **config.network)
   learner = dqn.Population(config, agent.network, agent.observer, agent.convolutional)
   actors = actors_lib.Actors(config.env_id, list(range(num_seeds * games)), agent.observer,
                              config.history)
   return config, agent, learner, actors
+
+
+def _row_name(name: str) -> str:
+  """The agent's name in row names: positions-only KeyQN is "keyqn_positions"."""
+  return "keyqn_positions" if name == "keyqn" and not _USE_FEATURES.value else name
 
 
 def time_agent(name: str, num_seeds: int, steps: int) -> dict:
@@ -117,8 +129,10 @@ def time_agent(name: str, num_seeds: int, steps: int) -> dict:
   }
   actors.close()
   total = sum(parts.values())
-  return {"name": f"{name}/{_GAME.value}/seeds{num_seeds}", **{k: round(v, 3) for k, v in
-                                                               parts.items()},
+  return {"name": f"{_row_name(name)}/{_GAME.value}/seeds{num_seeds}",
+          # What one replay element holds: frames, or keypoint records [K, 2 (+ C)].
+          "element_shape": list(agent.observer.element_shape),
+          **{k: round(v, 3) for k, v in parts.items()},
           "step_ms": round(total, 3), "steps_per_s": round(1e3 / total, 1),
           "hours_100k": round(100_000 * total / 1e3 / 3600, 2)}
 
@@ -135,7 +149,7 @@ def time_evaluation(name: str, num_seeds: int, games: int, steps: int) -> dict:
 
   ms = timing.median_ms(step, steps)
   actors.close()
-  return {"name": f"{name}/{_GAME.value}/seeds{num_seeds}/eval_g{games}",
+  return {"name": f"{_row_name(name)}/{_GAME.value}/seeds{num_seeds}/eval_g{games}",
           "eval_step_ms": round(ms, 3), "eval_steps_per_s": round(1e3 * games / ms, 1)}
 
 

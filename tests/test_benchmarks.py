@@ -66,3 +66,16 @@ def test_agents_benchmark_times_training_and_evaluation_steps(tmp_path):
     row = rows[f"pixel_dqn/catch/seeds2/eval_g{games}"]
     assert abs(row["eval_steps_per_s"] - 1e3 * games / row["eval_step_ms"]) < 0.1 + 0.01 * \
         row["eval_steps_per_s"]
+
+
+def test_agents_benchmark_times_positions_only_keyqn(tmp_path):
+  out = tmp_path / "agents.json"
+  result = subprocess.run(
+      [sys.executable, "-m", "benchmarks.agents", "--agents=keyqn", "--nouse_features",
+       "--env_id=catch", "--seeds=1", "--eval_games=", "--steps=2", f"--json_out={out}"],
+      capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  (row,) = json.loads(out.read_text())
+  assert row["name"] == "keyqn_positions/catch/seeds1"
+  assert row["element_shape"][-1] == 2  # positions alone, no features
+  assert row["observe_ms"] > 0 and row["update_ms"] > 0
