@@ -139,7 +139,8 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   """Trains from the newest readable checkpoint (or from scratch) to config.num_steps, then
   runs the final evaluation (once)."""
   n = config.num_seeds
-  agent = agents.build(config.agent, config.env_id, detector, **config.network)
+  agent = agents.build(config.agent, config.env_id, detector, **config.network,
+                       oracle_hidden=config.oracle_hidden)
   # Data parallel over every device JAX sees (one device: the plain update).
   learner = dqn.Population(config, agent.network, agent.observer, agent.convolutional,
                            mesh=parallel.data_mesh(jax.local_devices()))

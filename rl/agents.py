@@ -12,6 +12,8 @@
              step: each object's (x, y) in [-1, 1] of the raw screen and 1, or (0, 0, 0) while
              it is not on the screen; the same KeypointQNetwork. It tells how well KeyQN's
              learner plays from exact object positions, apart from the detector.
+             `--config.oracle_hidden=noise` drops the flag (records [M, 2]) and gives a hidden
+             object a random (x, y), as a detector's keypoint of an absent object wanders.
 
 The detector runs ONCE per environment step (on all population members' frames in one call) and
 its records go into replay; updates never run it again.
@@ -72,25 +74,44 @@ class KeypointObserver:
 
 class ObjectObserver:
   """Console RAM [N, 128] -> the game's objects as records float32 [N, M, 3] (`keyqn_ram`, in
-  the module docstring)."""
-  observation = "ram"
+  the module docstring).
 
-  def __init__(self, env_id: str):
+  `hidden` says how an object off the screen is recorded: "flag" (the default): (0, 0) and a
+  shown flag of 0, records [M, 3]; "noise": no flag, records [M, 2], and a hidden object's
+  (x, y) uniform in [-1, 1], as a detector's keypoint wanders while its object is away (an
+  ablation: does the oracle need to be told that the ball is gone?). The noise is drawn from a
+  generator seeded by the RAM's bytes, so one console state always gives one record (runs
+  repeat and resume exactly)."""
+  observation = "ram"
+  HIDDEN = ("flag", "noise")
+
+  def __init__(self, env_id: str, hidden: str = "flag"):
+    if hidden not in self.HIDDEN:
+      raise ValueError(f"unknown oracle_hidden {hidden!r}; expected one of "
+                       f"{', '.join(self.HIDDEN)}")
     self.env_id = env_id
+    self.hidden = hidden
     self._scale = np.array([2.0 / (ground_truth.RAW_WIDTH - 1),
                             2.0 / (ground_truth.RAW_HEIGHT - 1)], np.float32)
-    self.element_shape = (len(ground_truth.object_names(env_id)), 3)
+    self.element_shape = (len(ground_truth.object_names(env_id)), 3 if hidden == "flag" else 2)
     self.element_dtype = np.float32
 
   def __call__(self, ram: np.ndarray) -> np.ndarray:
     xy = ground_truth.atari_positions(self.env_id, ram)  # raw pixels, NaN: not shown
     shown = np.isfinite(xy).all(axis=-1, keepdims=True)
+    if self.hidden == "noise":
+      noise = np.stack([np.random.default_rng(list(np.asarray(r, np.uint8))).uniform(
+          -1.0, 1.0, xy.shape[1:]) for r in ram])
+      return np.where(shown, xy * self._scale - 1.0, noise).astype(np.float32)
     xy = np.where(shown, xy * self._scale - 1.0, 0.0)
     return np.concatenate([xy, shown], axis=-1).astype(np.float32)
 
   def pixels(self, records: np.ndarray) -> np.ndarray:
-    """Objects in raw screen pixels [..., M, 2] (NaN: not shown)."""
+    """Objects in raw screen pixels [..., M, 2] (NaN: not shown; with hidden="noise" every
+    object is drawn, wherever the record puts it)."""
     xy = (records[..., :2] + 1.0) / self._scale
+    if records.shape[-1] == 2:
+      return xy
     return np.where(records[..., 2:] > 0, xy, np.nan)
 
 
@@ -108,9 +129,11 @@ class Agent:
 
 
 def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
-          hidden_sizes=(512,), feature_norm: bool = False, use_features: bool = True) -> Agent:
-  """The agent `name` for the game `env_id` ("keyqn" needs the detector); the keyword
-  arguments are `KeypointQNetwork`'s (the config's `network` fields)."""
+          hidden_sizes=(512,), feature_norm: bool = False, use_features: bool = True,
+          oracle_hidden: str = "flag") -> Agent:
+  """The agent `name` for the game `env_id` ("keyqn" needs the detector); `oracle_hidden` is
+  keyqn_ram's `ObjectObserver(hidden=...)`; the other keyword arguments are
+  `KeypointQNetwork`'s (the config's `network` fields)."""
   num_actions = actors.num_actions(env_id)
   if name == "pixel_dqn":
     return Agent(name, PixelObserver(actors.observation_shape(env_id, "grey")),
@@ -123,7 +146,7 @@ def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
                  networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes),
                                            feature_norm, use_features))
   if name == "keyqn_ram":
-    return Agent(name, ObjectObserver(env_id),
+    return Agent(name, ObjectObserver(env_id, oracle_hidden),
                  networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes)))
   raise ValueError(f"unknown agent {name!r}; expected one of {', '.join(AGENTS)}")
 
@@ -203,6 +226,12 @@ def validate(config) -> None:
                                         not config.network.feature_norm),
        "network.use_features and network.feature_norm concern a detector's features; "
        "keyqn_ram reads RAM objects: leave both at their defaults"),
+      (config.oracle_hidden in ObjectObserver.HIDDEN,
+       f"oracle_hidden must be one of {', '.join(ObjectObserver.HIDDEN)}, got "
+       f"{config.oracle_hidden!r}"),
+      (config.agent == "keyqn_ram" or config.oracle_hidden == "flag",
+       "oracle_hidden concerns keyqn_ram's RAM objects: leave it at flag for "
+       f"{config.agent}"),
       (config.agent != "keyqn_ram" or config.env_id in ground_truth.SUPPORTED_GAMES,
        f"keyqn_ram reads the objects of {', '.join(ground_truth.SUPPORTED_GAMES)} from RAM, "
        f"not of {config.env_id}"),

@@ -121,11 +121,21 @@ def test_keyqn_ram_records_are_the_ground_truth_objects():
   np.testing.assert_allclose(records[shown][:, 1], truth[shown][:, 1] / 209 * 2 - 1, atol=1e-5)
   np.testing.assert_allclose(observer.pixels(records), truth, atol=1e-3)  # NaN where hidden
 
+  # The ablation without a shown flag: hidden objects wander in [-1, 1], one record per state.
+  noisy = agents.ObjectObserver("ALE/Pong-v5", hidden="noise")
+  noise_records = noisy(rams)
+  assert noise_records.shape == (len(rams), 3, 2) == (len(rams), *noisy.element_shape)
+  np.testing.assert_array_equal(noise_records[shown], records[shown][:, :2])
+  hidden = noise_records[~shown]
+  assert np.abs(hidden).max() <= 1.0 and hidden.std() > 0.3  # uniform, not parked at (0, 0)
+  np.testing.assert_array_equal(noisy(rams), noise_records)  # the same state, the same record
 
-@pytest.mark.parametrize("agent", ["pixel_dqn", "keyqn_ram"])
-def test_pixel_dqn_and_keyqn_ram_run_the_protocol_on_pong(tmp_path, agent):
+
+@pytest.mark.parametrize("agent,extra", [("pixel_dqn", ()), ("keyqn_ram", ()),
+                                         ("keyqn_ram", ("--config.oracle_hidden=noise",))])
+def test_pixel_dqn_and_keyqn_ram_run_the_protocol_on_pong(tmp_path, agent, extra):
   run_dir = tmp_path / agent
-  result = _run(_agent_cmd(run_dir, f"--config.agent={agent}", "--config.num_steps=80",
+  result = _run(_agent_cmd(run_dir, f"--config.agent={agent}", *extra, "--config.num_steps=80",
                            "--config.learner.min_replay=40", "--config.learner.batch_size=4",
                            "--config.checkpoint_every=80", "--config.final_eval_episodes=1",
                            "--config.eval_max_steps=50", "--config.video_steps=10"))
@@ -210,6 +220,8 @@ def test_keyqn_beats_random_on_catch(tmp_path):
     (["--config.agent=keyqn_ram", "--config.env_id=catch"], "not of catch"),
     (["--config.agent=keyqn_ram", "--config.network.use_features=False"],
      "keyqn_ram reads RAM objects"),
+    (["--config.agent=keyqn_ram", "--config.oracle_hidden=zero"], "oracle_hidden must be one"),
+    (["--config.agent=pixel_dqn", "--config.oracle_hidden=noise"], "leave it at flag"),
 ])
 def test_bad_config_is_one_clear_error(tmp_path, extra, message):
   result = _run(_agent_cmd(tmp_path / "run", *extra))

@@ -21,6 +21,9 @@ def get_config():
   config.seed = 0  # population member s uses seed + s
   config.num_seeds = 1
   config.num_steps = 100_000  # agent steps per member (4 emulator frames each)
+  # keyqn_ram only: an object off the screen is "flag": (0, 0) and a shown flag of 0, or
+  # "noise": no flag and a random (x, y), as a detector's keypoint of an absent object wanders.
+  config.oracle_hidden = "flag"
   config.history = 4  # observations per agent input (frames or keypoint records)
 
   config.network = ml_collections.ConfigDict(dict(
