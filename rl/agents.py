@@ -53,9 +53,18 @@ class KeypointObserver:
   then runs Psi only, not Phi)."""
   observation = "colour"
 
-  def __init__(self, detector, frame_shape: tuple[int, ...], use_features: bool = True):
+  def __init__(self, detector, frame_shape: tuple[int, ...], use_features: bool = True,
+               keypoints: tuple[int, ...] = ()):
+    """`keypoints`: the detector's keypoints to record, by index, in that order (empty: all
+    K), e.g. to drop spare keypoints in an ablation."""
     self.detector = detector
     self.use_features = use_features
+    num = detector.num_keypoints
+    bad = [k for k in keypoints if not 0 <= k < num]
+    if bad or len(set(keypoints)) != len(keypoints):
+      raise ValueError(f"network.keypoints {tuple(keypoints)} must be distinct indices of the "
+                       f"detector's {num} keypoints (0 to {num - 1})")
+    self.keypoints = np.array(keypoints if keypoints else range(num), np.int64)
     height, width, _ = frame_shape
     self._scale = np.array([2.0 / (width - 1), 2.0 / (height - 1)], np.float32)
     self.element_shape = self(np.zeros((1, height, width, 3), np.uint8)).shape[1:]
@@ -63,8 +72,10 @@ class KeypointObserver:
 
   def __call__(self, frames: np.ndarray) -> np.ndarray:
     if not self.use_features:
-      return (self.detector(frames) * self._scale - 1.0).astype(np.float32)
+      xy = np.asarray(self.detector(frames))[:, self.keypoints]
+      return (xy * self._scale - 1.0).astype(np.float32)
     xy, features = self.detector.features(frames)
+    xy, features = np.asarray(xy)[:, self.keypoints], np.asarray(features)[:, self.keypoints]
     return np.concatenate([xy * self._scale - 1.0, features], axis=-1).astype(np.float32)
 
   def pixels(self, records: np.ndarray) -> np.ndarray:
@@ -130,10 +141,11 @@ class Agent:
 
 def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
           hidden_sizes=(512,), feature_norm: bool = False, use_features: bool = True,
-          oracle_hidden: str = "flag") -> Agent:
-  """The agent `name` for the game `env_id` ("keyqn" needs the detector); `oracle_hidden` is
-  keyqn_ram's `ObjectObserver(hidden=...)`; the other keyword arguments are
-  `KeypointQNetwork`'s (the config's `network` fields)."""
+          keypoints: tuple[int, ...] = (), oracle_hidden: str = "flag") -> Agent:
+  """The agent `name` for the game `env_id` ("keyqn" needs the detector); `keypoints` is
+  KeyQN's `KeypointObserver(keypoints=...)`, `oracle_hidden` keyqn_ram's
+  `ObjectObserver(hidden=...)`; the other keyword arguments are `KeypointQNetwork`'s (the
+  config's `network` fields)."""
   num_actions = actors.num_actions(env_id)
   if name == "pixel_dqn":
     return Agent(name, PixelObserver(actors.observation_shape(env_id, "grey")),
@@ -142,7 +154,7 @@ def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
     if detector is None:
       raise ValueError("keyqn needs a trained Transporter: pass --config.keypoint_run=<run dir>")
     return Agent(name, KeypointObserver(detector, actors.observation_shape(env_id, "colour"),
-                                        use_features),
+                                        use_features, tuple(keypoints)),
                  networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes),
                                            feature_norm, use_features))
   if name == "keyqn_ram":
@@ -226,6 +238,9 @@ def validate(config) -> None:
                                         not config.network.feature_norm),
        "network.use_features and network.feature_norm concern a detector's features; "
        "keyqn_ram reads RAM objects: leave both at their defaults"),
+      (config.agent == "keyqn" or not config.network.keypoints,
+       f"network.keypoints picks a detector's keypoints; {config.agent} has none: leave it "
+       "empty"),
       (config.oracle_hidden in ObjectObserver.HIDDEN,
        f"oracle_hidden must be one of {', '.join(ObjectObserver.HIDDEN)}, got "
        f"{config.oracle_hidden!r}"),

@@ -96,6 +96,16 @@ def test_keypoint_records_hold_the_detectors_keypoints_and_features(pong_detecto
   positions = agents.KeypointObserver(detector, frames.shape[1:], use_features=False)
   assert positions.element_shape == (xy.shape[1], 2)
   np.testing.assert_allclose(positions(frames), records[..., :2], atol=1e-5)
+  # A subset of the keypoints, in the order asked for, with or without features.
+  pick = (xy.shape[1] - 1, 0)
+  subset = agents.KeypointObserver(detector, frames.shape[1:], keypoints=pick)
+  assert subset.element_shape == (2, records.shape[-1])
+  np.testing.assert_array_equal(subset(frames), records[:, list(pick)])
+  subset_xy = agents.KeypointObserver(detector, frames.shape[1:], False, keypoints=pick)
+  np.testing.assert_allclose(subset_xy(frames), records[:, list(pick), :2], atol=1e-5)
+  for bad in ((xy.shape[1],), (0, 0), (-1,)):
+    with pytest.raises(ValueError, match="must be distinct indices"):
+      agents.KeypointObserver(detector, frames.shape[1:], keypoints=bad)
 
 
 def test_keyqn_ram_records_are_the_ground_truth_objects():
@@ -221,6 +231,7 @@ def test_keyqn_beats_random_on_catch(tmp_path):
     (["--config.agent=keyqn_ram", "--config.network.use_features=False"],
      "keyqn_ram reads RAM objects"),
     (["--config.agent=keyqn_ram", "--config.oracle_hidden=zero"], "oracle_hidden must be one"),
+    (["--config.agent=pixel_dqn", "--config.network.keypoints=(0,1)"], "leave it empty"),
     (["--config.agent=pixel_dqn", "--config.oracle_hidden=noise"], "leave it at flag"),
 ])
 def test_bad_config_is_one_clear_error(tmp_path, extra, message):

@@ -31,6 +31,9 @@ def get_config():
       hidden_sizes=(512,),  # keyqn: the MLP over all embeddings
       feature_norm=False,  # keyqn: layer-normalise the detector features of every record
       use_features=True,  # keyqn: False reads only the keypoints' positions, not their features
+      # keyqn: the detector's keypoints to record, by index (empty: all K), e.g. (1, 4, 5) to
+      # keep one per object and drop the spare ones (an ablation).
+      keypoints=(),
   ))
   config.learner = ml_collections.ConfigDict(dict(
       batch_size=32,
