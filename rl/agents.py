@@ -35,6 +35,20 @@ from rl import networks
 AGENTS = ("keyqn", "pixel_dqn", "keyqn_ram")
 
 
+class UnitFrame:
+  """(x, y) in frame pixels <-> [-1, 1] of a width x height frame: the coordinates both KeyQN
+  observers record (0 and width - 1 map to -1 and 1)."""
+
+  def __init__(self, width: int, height: int):
+    self._scale = np.array([2.0 / (width - 1), 2.0 / (height - 1)], np.float32)
+
+  def to_unit(self, xy: np.ndarray) -> np.ndarray:
+    return xy * self._scale - 1.0
+
+  def to_pixels(self, unit: np.ndarray) -> np.ndarray:
+    return (unit + 1.0) / self._scale
+
+
 class PixelObserver:
   """Grey frames are stored as they are."""
   observation = "grey"
@@ -66,21 +80,21 @@ class KeypointObserver:
                        f"detector's {num} keypoints (0 to {num - 1})")
     self.keypoints = np.array(keypoints if keypoints else range(num), np.int64)
     height, width, _ = frame_shape
-    self._scale = np.array([2.0 / (width - 1), 2.0 / (height - 1)], np.float32)
+    self._frame = UnitFrame(width, height)
     self.element_shape = self(np.zeros((1, height, width, 3), np.uint8)).shape[1:]
     self.element_dtype = np.float32
 
   def __call__(self, frames: np.ndarray) -> np.ndarray:
     if not self.use_features:
       xy = np.asarray(self.detector(frames))[:, self.keypoints]
-      return (xy * self._scale - 1.0).astype(np.float32)
+      return self._frame.to_unit(xy).astype(np.float32)
     xy, features = self.detector.features(frames)
     xy, features = np.asarray(xy)[:, self.keypoints], np.asarray(features)[:, self.keypoints]
-    return np.concatenate([xy * self._scale - 1.0, features], axis=-1).astype(np.float32)
+    return np.concatenate([self._frame.to_unit(xy), features], axis=-1).astype(np.float32)
 
   def pixels(self, records: np.ndarray) -> np.ndarray:
     """Keypoints in frame pixels [..., K, 2] of records [..., K, 2 + C] (no detector call)."""
-    return (records[..., :2] + 1.0) / self._scale
+    return self._frame.to_pixels(records[..., :2])
 
 
 class ObjectObserver:
@@ -102,8 +116,7 @@ class ObjectObserver:
                        f"{', '.join(self.HIDDEN)}")
     self.env_id = env_id
     self.hidden = hidden
-    self._scale = np.array([2.0 / (ground_truth.RAW_WIDTH - 1),
-                            2.0 / (ground_truth.RAW_HEIGHT - 1)], np.float32)
+    self._frame = UnitFrame(ground_truth.RAW_WIDTH, ground_truth.RAW_HEIGHT)
     self.element_shape = (len(ground_truth.object_names(env_id)), 3 if hidden == "flag" else 2)
     self.element_dtype = np.float32
 
@@ -113,14 +126,14 @@ class ObjectObserver:
     if self.hidden == "noise":
       noise = np.stack([np.random.default_rng(list(np.asarray(r, np.uint8))).uniform(
           -1.0, 1.0, xy.shape[1:]) for r in ram])
-      return np.where(shown, xy * self._scale - 1.0, noise).astype(np.float32)
-    xy = np.where(shown, xy * self._scale - 1.0, 0.0)
+      return np.where(shown, self._frame.to_unit(xy), noise).astype(np.float32)
+    xy = np.where(shown, self._frame.to_unit(xy), 0.0)
     return np.concatenate([xy, shown], axis=-1).astype(np.float32)
 
   def pixels(self, records: np.ndarray) -> np.ndarray:
     """Objects in raw screen pixels [..., M, 2] (NaN: not shown; with hidden="noise" every
     object is drawn, wherever the record puts it)."""
-    xy = (records[..., :2] + 1.0) / self._scale
+    xy = self._frame.to_pixels(records[..., :2])
     if records.shape[-1] == 2:
       return xy
     return np.where(records[..., 2:] > 0, xy, np.nan)
