@@ -124,7 +124,15 @@ def plot_learning_curve(run_dir: pathlib.Path) -> None:
   for name, style in (("train_return", "-"), ("eval_return", "o-")):
     if name in rows.dtype.names:
       keep = np.isfinite(rows[name])
-      ax.plot(rows["step"][keep], rows[name][keep], style, label=name.replace("_", " "))
+      label = name.replace("_", " ") + (" (mean over seeds)" if name == "eval_return" else "")
+      ax.plot(rows["step"][keep], rows[name][keep], style, label=label)
+  # Each seed's own evaluations, faint, so a population's spread shows (runs logged before
+  # these columns existed have none).
+  per_seed = [n for n in rows.dtype.names if n.startswith("eval_return_seed")]
+  for i, name in enumerate(per_seed):
+    keep = np.isfinite(rows[name])
+    ax.plot(rows["step"][keep], rows[name][keep], ".:", color="tab:orange", alpha=0.45,
+            label="eval return, each seed" if i == 0 else None)
   ax.set_xlabel("agent steps (per seed)")
   ax.set_ylabel("game score (raw)")
   ax.set_title(run_dir.name)
@@ -201,13 +209,17 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
         raise run_dir_lib.NonFiniteError(
             f"the TD loss is {row['loss']} at step {step}: training diverged; nothing "
             f"after step {loop.manager.latest_step() or 0} was saved")
+      # Every row has every column (metrics.csv's header is its first row's keys).
       row["eval_return"] = row["eval_return_std"] = math.nan
+      row.update({f"eval_return_seed{s}": math.nan for s in harness.member_seeds(config)})
       if evaluate_now:
         eval_scores, _ = evaluate(config, agent, learner, config.eval_episodes,
                                   step // config.eval_every)
         means = per_member_means(eval_scores)
         row["eval_return"] = float(np.mean(means))
         row["eval_return_std"] = float(np.std(means))
+        for s, m in zip(harness.member_seeds(config), means):
+          row[f"eval_return_seed{s}"] = float(m)
       loop.writer.write(step, row)
       loop.bar.set_postfix(score=f"{row['train_return']:.1f}", eps=f"{eps:.2f}")
       scores, sums, count = [], {}, 0

@@ -183,6 +183,28 @@ def test_kill_9_and_resume_continue_bit_exactly(tmp_path, kill_9_after_checkpoin
           json.loads((killed / "final_eval.json").read_text())["scores"])
 
 
+def test_periodic_evaluations_log_every_seed_and_their_mean(tmp_path):
+  run_dir = tmp_path / "pop"
+  result = _run([sys.executable, "-m", "experiments.train_agent", f"--run_dir={run_dir}",
+                 "--config.agent=pixel_dqn", "--config.env_id=catch", "--config.seed=3",
+                 "--config.num_seeds=2", "--config.num_steps=200", "--config.eval_every=100",
+                 "--config.eval_episodes=4", "--config.log_every=50",
+                 "--config.learner.min_replay=50", "--config.learner.batch_size=8",
+                 "--config.checkpoint_every=200", "--config.final_eval_episodes=2",
+                 "--config.video_steps=0"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = np.genfromtxt(run_dir / "metrics.csv", delimiter=",", names=True)
+  assert {"eval_return_seed3", "eval_return_seed4"} <= set(rows.dtype.names)
+  evaluated = np.isfinite(rows["eval_return"])
+  assert rows["step"][evaluated].tolist() == [100, 200]
+  assert np.isfinite(rows["eval_return_seed3"]).tolist() == evaluated.tolist()
+  per_seed = np.stack([rows["eval_return_seed3"], rows["eval_return_seed4"]])[:, evaluated]
+  # Catch scores +-1 per game: each seed's mean over 4 games is a multiple of 0.5.
+  assert np.all(np.abs(per_seed) <= 1) and np.all((per_seed * 2) % 1 == 0)
+  np.testing.assert_allclose(per_seed.mean(0), rows["eval_return"][evaluated], atol=1e-6)
+  np.testing.assert_allclose(per_seed.std(0), rows["eval_return_std"][evaluated], atol=1e-6)
+
+
 def test_keyqn_beats_random_on_catch(tmp_path):
   """A detector trained briefly on random Catch games, then KeyQN: far above random play."""
   episodes = catch.random_episodes(300, seed=0)
