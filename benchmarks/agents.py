@@ -51,9 +51,9 @@ _EVAL_GAMES = flags.DEFINE_list("eval_games", ["1", "10"], "Games per member sid
                                 "to time evaluation steps with (none: no evaluation rows).")
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the rows to this JSON file.")
 _USE_FEATURES = flags.DEFINE_bool(
-    "use_features", True, "KeyQN rows: records of positions and features (the default); "
-    "--nouse_features times positions-only KeyQN (the detector runs Psi alone; rows "
-    "'keyqn_positions/...').")
+    "use_features", True, "KeyQN rows: records of positions and features (rows 'keyqn/...'); "
+    "--nouse_features times positions-only KeyQN, the agent's default since it was measured "
+    "to learn better (the detector runs Psi alone; rows 'keyqn_positions/...').")
 
 
 def _detector():
@@ -76,6 +76,7 @@ def _setup(name: str, num_seeds: int, games: int = 1):
   config.update(dict(agent=name, env_id=_GAME.value, num_seeds=num_seeds))
   if name == "keyqn":
     config.network.use_features = _USE_FEATURES.value
+  config = agents.with_agent_defaults(config)
   agent = agents.build(name, config.env_id, _detector() if name == "keyqn" else None,
                        **config.network)
   learner = dqn.Population(config, agent.network, agent.observer, agent.convolutional)

@@ -66,7 +66,7 @@ RECALL_THRESHOLD = 8.0  # raw pixels: the detector recall kept in final_eval.jso
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
+  config = agents.with_agent_defaults(_CONFIG.value)
   harness.start_game_run(config, _RUN_DIR.value, RESUMABLE_FIELDS, agents.validate,
                          config.agent == "keyqn", train)
 

@@ -34,6 +34,31 @@ from rl import networks
 
 AGENTS = ("keyqn", "pixel_dqn", "keyqn_ram")
 
+# The settings whose default is the agent's own (None in experiments/configs/agent.py until
+# `with_agent_defaults` fills them), as measured over 3 seeds on Pong and Breakout (README,
+# "KeyQN"): KeyQN's MLP on a few coordinates reads the keypoints' positions alone and learns
+# at Adam 3e-4 (pixel DQN's 1e-4 is too slow for it); the RAM oracle is KeyQN's network and
+# learner on exact positions, so it shares KeyQN's learning rate. `use_features` concerns a
+# detector's features only (True, the network's plain case, elsewhere).
+AGENT_DEFAULTS = {
+    "keyqn": {"learner.learning_rate": 3e-4, "network.use_features": False},
+    "keyqn_ram": {"learner.learning_rate": 3e-4, "network.use_features": True},
+    "pixel_dqn": {"learner.learning_rate": 1e-4, "network.use_features": True},
+}
+
+
+def with_agent_defaults(config):
+  """A copy of an agent config whose unset (None) fields of AGENT_DEFAULTS hold its agent's
+  defaults; fields set on the command line are kept. Every binary, benchmark and test that
+  builds a learner from experiments/configs/agent.py resolves it with this first (config.json
+  records the resolved values)."""
+  config = config.copy_and_resolve_references()
+  for field, value in AGENT_DEFAULTS.get(config.agent, {}).items():
+    group, name = field.split(".")
+    if config[group][name] is None:
+      config[group][name] = value
+  return config
+
 
 class UnitFrame:
   """(x, y) in frame pixels <-> [-1, 1] of a width x height frame: the coordinates both KeyQN
@@ -159,6 +184,9 @@ def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
   KeyQN's `KeypointObserver(keypoints=...)`, `oracle_hidden` keyqn_ram's
   `ObjectObserver(hidden=...)`; the other keyword arguments are `KeypointQNetwork`'s (the
   config's `network` fields)."""
+  if use_features is None:
+    raise ValueError("network.use_features is unset: resolve the config with "
+                     "rl.agents.with_agent_defaults first")
   num_actions = actors.num_actions(env_id)
   if name == "pixel_dqn":
     return Agent(name, PixelObserver(actors.observation_shape(env_id, "grey")),
@@ -245,8 +273,8 @@ def validate(config) -> None:
        f"eval_games_at_once must be >= 1, got {config.eval_games_at_once}"),
       (config.video_steps >= 0, f"video_steps must be >= 0, got {config.video_steps}"),
       (config.network.use_features or not config.network.feature_norm,
-       "network.feature_norm normalises the features, which network.use_features=False drops: "
-       "set at most one"),
+       "network.feature_norm normalises the detector's features, which "
+       "network.use_features=False (KeyQN's default) drops: set use_features=True with it"),
       (config.agent != "keyqn_ram" or (config.network.use_features and
                                         not config.network.feature_norm),
        "network.use_features and network.feature_norm concern a detector's features; "

@@ -129,6 +129,9 @@ class Population:
     every device and each member's batch is split over them, its gradient all-reduced; None or
     one device: the plain update."""
     n = config.num_seeds
+    if config.learner.learning_rate is None:
+      raise ValueError("learner.learning_rate is unset: resolve the config with "
+                       "rl.agents.with_agent_defaults first")
     self.mesh = mesh if mesh is not None and mesh.size > 1 else None
     self.optimizer = optax.adam(config.learner.learning_rate, eps=config.learner.adam_eps)
     apply = network.apply

@@ -87,6 +87,7 @@ def test_unfinished_games_are_nan_and_slots_must_divide_the_environments():
 def test_population_acts_in_several_games_as_in_each_alone():
   config = agent_config.get_config()
   config.update(dict(env_id=catch.ENV_ID, agent="pixel_dqn", num_seeds=2, history=2))
+  config = agents.with_agent_defaults(config)
   observer = agents.PixelObserver(catch.observation_shape("grey"))
   learner = dqn.Population(config, networks.NatureCNN(3), observer, convolutional=True)
   rng = np.random.default_rng(0)

@@ -8,12 +8,13 @@ import pytest
 from experiments import atari_table
 from experiments.configs import agent as agent_config
 from keypoints import run_dir as run_dir_lib
+from rl import agents
 
 
 def _finished_run(path, agent, env_id, means, hours, seed=0):
   config = agent_config.get_config()
   config.agent, config.env_id, config.num_seeds, config.seed = agent, env_id, len(means), seed
-  run_dir_lib.prepare(path, config)
+  run_dir_lib.prepare(path, agents.with_agent_defaults(config))
   (path / "final_eval.json").write_text(json.dumps({
       "mean_per_seed": means, "episodes_per_seed": 100, "train_hours": hours}))
   return path

@@ -254,11 +254,12 @@ _LEARNER_SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np
     from experiments.configs import agent as agent_config
     from keypoints import parallel
-    from rl import dqn, networks
+    from rl import agents, dqn, networks
 
     assert jax.device_count() == 4, jax.devices()
     config = agent_config.get_config()
     config.num_seeds, config.history, config.learner.batch_size = 3, 2, 16
+    config = agents.with_agent_defaults(config)
     network = networks.KeypointQNetwork(3, (8,), (16,))
     observer = types.SimpleNamespace(element_shape=(4, 5), element_dtype=jnp.float32)
     k = jax.random.split(jax.random.PRNGKey(1), 5)

@@ -5,12 +5,15 @@ python -m experiments.train_agent --config=experiments/configs/agent.py \
 
 Learner settings follow the data-efficient DQN of the Atari-100k literature (dopamine's DER and
 DrQ(epsilon) settings, without their augmentation or distributional heads): n-step 10, gamma
-0.99, an update every agent step from 1,600 steps on, batch 32, Adam (1e-4, eps 1.5e-4),
-double DQN with a target network copied every 2,000 updates, epsilon from 1 to 0.01 over the
-first 5,000 steps, evaluation at epsilon 0.001.
+0.99, an update every agent step from 1,600 steps on, batch 32, Adam (eps 1.5e-4; 1e-4 for
+pixel DQN, 3e-4 for KeyQN and its RAM oracle), double DQN with a target network copied every
+2,000 updates, epsilon from 1 to 0.01 over the first 5,000 steps, evaluation at epsilon 0.001.
+Fields left None take their agent's default (`rl.agents.AGENT_DEFAULTS`, filled by
+`rl.agents.with_agent_defaults`); a value given on the command line wins.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config():
@@ -30,14 +33,16 @@ def get_config():
       embed_sizes=(64, 32),  # keyqn: the per-keypoint embedding MLP
       hidden_sizes=(512,),  # keyqn: the MLP over all embeddings
       feature_norm=False,  # keyqn: layer-normalise the detector features of every record
-      use_features=True,  # keyqn: False reads only the keypoints' positions, not their features
+      # keyqn: True reads each keypoint's position and the detector's features at it, False
+      # its position alone (None: the agent's default, False for keyqn).
+      use_features=config_dict.placeholder(bool),
       # keyqn: the detector's keypoints to record, by index (empty: all K), e.g. (1, 4, 5) to
       # keep one per object and drop the spare ones (an ablation).
       keypoints=(),
   ))
   config.learner = ml_collections.ConfigDict(dict(
       batch_size=32,
-      learning_rate=1e-4,
+      learning_rate=config_dict.placeholder(float),  # Adam; None: the agent's default
       adam_eps=1.5e-4,
       n_step=10,
       discount=0.99,
