@@ -3,7 +3,7 @@ wall time of a 100k-step run, for KeyQN and pixel DQN, one seed and a population
 
   python -m benchmarks.agents                        # Pong, keyqn and pixel_dqn, 1 and 5 seeds
   python -m benchmarks.agents --seeds=1,3 --agents=keyqn --keypoint_run=runs/pong
-  python -m benchmarks.agents --agents=keyqn --nouse_features   # positions-only KeyQN
+  python -m benchmarks.agents --agents=keyqn --use_features   # KeyQN reading features too
 
 Each row times, per agent step of the whole population (median over --steps steps, after a
 warm-up): the environments (N games, 4 emulator frames each), the observer (KeyQN: one batched
@@ -51,9 +51,9 @@ _EVAL_GAMES = flags.DEFINE_list("eval_games", ["1", "10"], "Games per member sid
                                 "to time evaluation steps with (none: no evaluation rows).")
 _JSON_OUT = flags.DEFINE_string("json_out", None, "Also write the rows to this JSON file.")
 _USE_FEATURES = flags.DEFINE_bool(
-    "use_features", True, "KeyQN rows: records of positions and features (rows 'keyqn/...'); "
-    "--nouse_features times positions-only KeyQN, the agent's default since it was measured "
-    "to learn better (the detector runs Psi alone; rows 'keyqn_positions/...').")
+    "use_features", False, "KeyQN rows: False times KeyQN's default, the keypoints' positions "
+    "alone (the detector runs Psi alone; rows 'keyqn/...'); --use_features times records of "
+    "positions and the detector's features (its first settings; rows 'keyqn_features/...').")
 
 
 def _detector():
@@ -86,8 +86,8 @@ def _setup(name: str, num_seeds: int, games: int = 1):
 
 
 def _row_name(name: str) -> str:
-  """The agent's name in row names: positions-only KeyQN is "keyqn_positions"."""
-  return "keyqn_positions" if name == "keyqn" and not _USE_FEATURES.value else name
+  """The agent's name in row names: KeyQN reading the features too is "keyqn_features"."""
+  return "keyqn_features" if name == "keyqn" and _USE_FEATURES.value else name
 
 
 def time_agent(name: str, num_seeds: int, steps: int) -> dict:

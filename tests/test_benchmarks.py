@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def test_benchmark_writes_its_table_and_json(tmp_path):
   out = tmp_path / "bench.json"
@@ -68,14 +70,16 @@ def test_agents_benchmark_times_training_and_evaluation_steps(tmp_path):
         row["eval_steps_per_s"]
 
 
-def test_agents_benchmark_times_positions_only_keyqn(tmp_path):
+@pytest.mark.parametrize("flag,name,record", [("--nouse_features", "keyqn", 2),
+                                               ("--use_features", "keyqn_features", 2 + 32)])
+def test_agents_benchmark_times_keyqn_with_and_without_features(tmp_path, flag, name, record):
   out = tmp_path / "agents.json"
   result = subprocess.run(
-      [sys.executable, "-m", "benchmarks.agents", "--agents=keyqn", "--nouse_features",
+      [sys.executable, "-m", "benchmarks.agents", "--agents=keyqn", flag,
        "--env_id=catch", "--seeds=1", "--eval_games=", "--steps=2", f"--json_out={out}"],
       capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   (row,) = json.loads(out.read_text())
-  assert row["name"] == "keyqn_positions/catch/seeds1"
-  assert row["element_shape"][-1] == 2  # positions alone, no features
+  assert row["name"] == f"{name}/catch/seeds1"
+  assert row["element_shape"][-1] == record  # positions alone (the default), or with features
   assert row["observe_ms"] > 0 and row["update_ms"] > 0
