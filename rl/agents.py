@@ -30,6 +30,7 @@ import numpy as np
 
 from keypoints import ground_truth
 from rl import actors
+from rl import dqn
 from rl import networks
 
 AGENTS = ("keyqn", "pixel_dqn", "keyqn_ram")
@@ -232,6 +233,11 @@ def population_checks(config, n_step: int) -> list[tuple[bool, str]]:
       (learner.batch_size >= 1, f"learner.batch_size must be >= 1, got {learner.batch_size}"),
       (learner.learning_rate > 0, f"learner.learning_rate must be > 0, got "
                                   f"{learner.learning_rate}"),
+      (learner.get("lr_decay", "constant") in dqn.LR_DECAYS,
+       f"learner.lr_decay must be one of {', '.join(dqn.LR_DECAYS)}, got "
+       f"{learner.get('lr_decay')!r}"),
+      (0 <= learner.get("lr_end_fraction", 0.0) <= 1,
+       f"learner.lr_end_fraction must be in [0, 1], got {learner.get('lr_end_fraction')}"),
       (0 <= learner.discount <= 1, f"learner.discount must be in [0, 1], got "
                                    f"{learner.discount}"),
       (learner.loss in ("huber", "mse"), f"learner.loss must be huber or mse, got "

@@ -6,7 +6,8 @@ N seeds train in one process with one dispatch per step (purejaxrl). The pure fu
 jitted and vmapped in one place, `Population`, which the agent binary and the benchmark use.
 
 Learning: double DQN (by default) with n-step returns from `rl.replay`, a target network copied
-from the online one every `target_update_period` updates, the Huber loss and Adam.
+from the online one every `target_update_period` updates, the Huber loss and Adam (its step
+size constant, or decayed over the run: `learning_rate`).
 """
 
 from __future__ import annotations
@@ -91,6 +92,33 @@ def member_keys(seed: int, num_members: int) -> tuple[jax.Array, jax.Array]:
   return jax.vmap(jax.random.split, out_axes=1)(keys)
 
 
+LR_DECAYS = ("constant", "linear", "cosine")
+
+
+def num_updates(num_steps: int, min_replay: int, update_period: int) -> int:
+  """Updates in a run of `num_steps` agent steps: one at every step s (counted from 1) with
+  s >= min_replay and s % update_period == 0, as the agent binary's loop makes them."""
+  return max(0, num_steps // update_period - (min_replay - 1) // update_period)
+
+
+def learning_rate(learner, num_steps: int) -> float | optax.Schedule:
+  """Adam's step size from a learner config: `learning_rate` throughout ("constant"), or
+  decayed over the run's updates ("linear" or "cosine") from `learning_rate` to
+  `learning_rate * lr_end_fraction`, reached at the run's last update."""
+  decay = learner.get("lr_decay", "constant")
+  if decay not in LR_DECAYS:
+    raise ValueError(f"unknown learner.lr_decay {decay!r}; expected one of "
+                     f"{', '.join(LR_DECAYS)}")
+  if decay == "constant":
+    return learner.learning_rate
+  end = learner.learning_rate * learner.lr_end_fraction
+  steps = max(1, num_updates(num_steps, learner.min_replay, learner.update_period) - 1)
+  if decay == "linear":
+    return optax.linear_schedule(learner.learning_rate, end, steps)
+  return optax.cosine_decay_schedule(learner.learning_rate, steps,
+                                     alpha=learner.lr_end_fraction)
+
+
 POPULATION_UPDATES = ("auto", "vmap", "unrolled")
 
 
@@ -133,7 +161,8 @@ class Population:
       raise ValueError("learner.learning_rate is unset: resolve the config with "
                        "rl.agents.with_agent_defaults first")
     self.mesh = mesh if mesh is not None and mesh.size > 1 else None
-    self.optimizer = optax.adam(config.learner.learning_rate, eps=config.learner.adam_eps)
+    self.optimizer = optax.adam(learning_rate(config.learner, config.num_steps),
+                                eps=config.learner.adam_eps)
     apply = network.apply
     example = jnp.zeros((config.history, *observer.element_shape), observer.element_dtype)
     init_keys, self.act_keys = member_keys(config.seed, n)

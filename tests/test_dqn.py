@@ -112,6 +112,33 @@ def test_target_network_follows_every_period_and_learning_lowers_the_loss():
   del network
 
 
+def test_num_updates_counts_the_agent_loops_updates():
+  for num_steps, min_replay, period in [(100, 10, 1), (100, 10, 3), (7, 10, 1), (50, 1, 4),
+                                        (100_000, 1600, 1)]:
+    made = sum(1 for s in range(1, num_steps + 1) if s >= min_replay and s % period == 0)
+    assert dqn.num_updates(num_steps, min_replay, period) == made
+
+
+@pytest.mark.parametrize("decay", ["linear", "cosine"])
+def test_learning_rate_decays_over_the_runs_updates(decay):
+  import ml_collections
+  learner = ml_collections.ConfigDict(dict(learning_rate=3e-4, lr_decay=decay,
+                                           lr_end_fraction=0.1, min_replay=10, update_period=1))
+  schedule = dqn.learning_rate(learner, num_steps=109)  # 100 updates: counts 0 to 99
+  rates = np.array([float(schedule(i)) for i in range(100)])
+  np.testing.assert_allclose(rates[[0, -1]], [3e-4, 3e-5], rtol=1e-5)
+  assert np.all(np.diff(rates) < 0)  # strictly falling to the last update
+  if decay == "linear":
+    np.testing.assert_allclose(rates[50], 3e-4 - 50 / 99 * 2.7e-4, rtol=1e-5)
+  else:  # slow at both ends, fast in the middle
+    assert rates[0] - rates[10] < rates[45] - rates[55]
+  learner.lr_decay = "constant"
+  assert dqn.learning_rate(learner, num_steps=109) == 3e-4
+  learner.lr_decay = "step"
+  with pytest.raises(ValueError, match="unknown learner.lr_decay 'step'"):
+    dqn.learning_rate(learner, num_steps=109)
+
+
 def test_population_update_mode():
   assert dqn.population_update_mode("vmap", True) == "vmap"
   assert dqn.population_update_mode("unrolled", False) == "unrolled"

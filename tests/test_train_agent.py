@@ -172,6 +172,7 @@ def test_kill_9_and_resume_continue_bit_exactly(tmp_path, kill_9_after_checkpoin
   common = ["--config.agent=pixel_dqn", "--config.env_id=catch", "--config.num_steps=300",
             "--config.learner.min_replay=50", "--config.learner.batch_size=8",
             "--config.learner.n_step=3", "--config.learner.target_update_period=50",
+            "--config.learner.lr_decay=linear",  # the schedule's count resumes too
             "--config.checkpoint_every=100", "--config.final_eval_episodes=3",
             "--config.video_steps=0"]
   straight = tmp_path / "straight"
@@ -269,6 +270,8 @@ def test_keyqn_beats_random_on_catch(tmp_path):
     (["--config.agent=sarsa"], "unknown agent 'sarsa'"),
     (["--config.agent=keyqn"], "keyqn needs a trained Transporter"),
     (["--config.agent=pixel_dqn", "--config.learner.n_step=0"], "n_step must be >= 1"),
+    (["--config.agent=pixel_dqn", "--config.learner.lr_decay=step"],
+     "lr_decay must be one of constant, linear, cosine"),
     (["--config.agent=pixel_dqn", "--config.eval_games_at_once=0"],
      "eval_games_at_once must be >= 1"),
     (["--config.agent=pixel_dqn", "--config.network.feature_norm=True",

@@ -43,6 +43,10 @@ def get_config():
   config.learner = ml_collections.ConfigDict(dict(
       batch_size=32,
       learning_rate=config_dict.placeholder(float),  # Adam; None: the agent's default
+      # Adam's step size over the run (rl.dqn.learning_rate): "constant", or "linear" /
+      # "cosine" decay to learning_rate * lr_end_fraction at the run's last update.
+      lr_decay="constant",
+      lr_end_fraction=0.0,
       adam_eps=1.5e-4,
       n_step=10,
       discount=0.99,
