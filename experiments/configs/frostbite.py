@@ -10,7 +10,9 @@ comparison's budget (K = 5, plain squared error) every keypoint rode the floes a
 man (README, "Tracking"). Here K = 8 leaves keypoints to spare beyond the floes, and weighting
 each pixel by the inverse of its variance over the training frames (as for Breakout's ball)
 makes an error where the floes always pass count less than one on the man, who is rarely at
-any one place.
+any one place. Measured (recall of the man on held-out frames, 7,000 steps): 0.94 for
+training seeds 0 and 1, and 0.09 for seed 0 with the plain squared error, so the weighting is
+what finds him.
 """
 
 from experiments.configs import pong
