@@ -4,6 +4,8 @@ commands in its docstring name the dataset it reads."""
 import importlib
 import pkgutil
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -56,8 +58,15 @@ def test_agent_config_passes_the_agent_checks(agent):
 
 
 def test_explore_config_passes_the_explorer_checks():
-  from experiments import explore  # pylint: disable=g-import-not-at-top
-  config = _module("explore").get_config()
-  config.keypoint_run = "runs/any"  # the keypoints explorer refuses to start without one
-  explore.validate(config)
-  harness.validate_cadence(config)
+  # In a process of its own: the binary defines absl flags (--config) that another binary
+  # imported by an earlier test in this process would already hold.
+  code = ("from experiments import explore, harness\n"
+          "from experiments.configs import explore as explore_config\n"
+          "config = explore_config.get_config()\n"
+          "config.keypoint_run = 'runs/any'  # the keypoints explorer refuses to start without\n"
+          "explore.validate(config)\n"
+          "harness.validate_cadence(config)\n"
+          "print('valid')\n")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+  assert result.returncode == 0 and result.stdout.strip() == "valid", result.stderr[-2000:]
