@@ -53,39 +53,16 @@ _RUN_DIR = flags.DEFINE_string(
     "run_dir", None, "Run directory for config, metrics, pictures and checkpoints; an existing "
     "one is resumed.", required=True)
 
-EXPLORERS = ("keypoints", "random")
 RESUMABLE_FIELDS = ("num_steps", "log_every", "checkpoint_every", "video_steps")
 DEMO_SEED_OFFSET = 1_000_000  # the options video plays a game no member explored
 SUMMARY = exploration.SUMMARY
-
-
-def validate(config) -> None:
-  """Raises ValueError (one line) for an unusable exploration config."""
-  if config.explorer not in EXPLORERS:
-    raise ValueError(f"unknown explorer {config.explorer!r}; expected one of "
-                     f"{', '.join(EXPLORERS)}")
-  if config.explorer == "keypoints" and not config.keypoint_run:
-    raise ValueError("the keypoints explorer needs a trained Transporter: pass "
-                     "--config.keypoint_run=<run dir>")
-  opts = config.options
-  agents.raise_first_failed([
-      *agents.population_checks(config, n_step=1),
-      (config.coverage_bin >= 1, f"coverage_bin must be >= 1, got {config.coverage_bin}"),
-      (config.video_steps >= 0, f"video_steps must be >= 0, got {config.video_steps}"),
-      (opts.length >= 1, f"options.length must be >= 1, got {opts.length}"),
-      (opts.choice in options.CHOICES, f"options.choice must be one of "
-                                       f"{', '.join(options.CHOICES)}, got {opts.choice!r}"),
-      (opts.top_keypoints >= 1, f"options.top_keypoints must be >= 1, got "
-                                f"{opts.top_keypoints}"),
-      (0 <= opts.epsilon <= 1, f"options.epsilon must be in [0, 1], got {opts.epsilon}"),
-  ])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
-  harness.start_game_run(config, _RUN_DIR.value, RESUMABLE_FIELDS, validate,
+  harness.start_game_run(config, _RUN_DIR.value, RESUMABLE_FIELDS, options.validate_config,
                          config.explorer == "keypoints", explore)
 
 

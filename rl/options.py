@@ -40,10 +40,35 @@ import numpy as np
 import optax
 
 from keypoints import xla
+from rl import agents
 from rl import dqn
 
 DIRECTIONS = ("right", "left", "down", "up")  # j = 0..3: +x, -x, +y, -y
 CHOICES = ("controllable", "uniform")
+EXPLORERS = ("keypoints", "random")  # experiments.explore: keypoint options or random actions
+
+
+def validate_config(config) -> None:
+  """Raises ValueError (one line) for an unusable exploration config
+  (experiments/configs/explore.py)."""
+  if config.explorer not in EXPLORERS:
+    raise ValueError(f"unknown explorer {config.explorer!r}; expected one of "
+                     f"{', '.join(EXPLORERS)}")
+  if config.explorer == "keypoints" and not config.keypoint_run:
+    raise ValueError("the keypoints explorer needs a trained Transporter: pass "
+                     "--config.keypoint_run=<run dir>")
+  opts = config.options
+  agents.raise_first_failed([
+      *agents.population_checks(config, n_step=1),
+      (config.coverage_bin >= 1, f"coverage_bin must be >= 1, got {config.coverage_bin}"),
+      (config.video_steps >= 0, f"video_steps must be >= 0, got {config.video_steps}"),
+      (opts.length >= 1, f"options.length must be >= 1, got {opts.length}"),
+      (opts.choice in CHOICES, f"options.choice must be one of {', '.join(CHOICES)}, got "
+                               f"{opts.choice!r}"),
+      (opts.top_keypoints >= 1, f"options.top_keypoints must be >= 1, got "
+                                f"{opts.top_keypoints}"),
+      (0 <= opts.epsilon <= 1, f"options.epsilon must be in [0, 1], got {opts.epsilon}"),
+  ])
 
 
 def intrinsic_rewards(xy: jax.Array, next_xy: jax.Array) -> jax.Array:
