@@ -190,11 +190,12 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
     scores += [score for _, score, _ in finished]
     step = made + 1
     if step >= config.learner.min_replay and step % config.learner.update_period == 0:
-      batch = replay.sample(sample_rngs, config.learner.batch_size)
-      learner.state, metrics = learner.update(learner.state, vars(batch))
-      for k, v in metrics.items():
-        sums[k] = sums.get(k, 0.0) + v
-      count += 1
+      for _ in range(config.learner.updates_per_step):  # each on a batch of its own
+        batch = replay.sample(sample_rngs, config.learner.batch_size)
+        learner.state, metrics = learner.update(learner.state, vars(batch))
+        for k, v in metrics.items():
+          sums[k] = sums.get(k, 0.0) + v
+        count += 1
     evaluate_now = config.eval_every > 0 and step % config.eval_every == 0
     if step % config.log_every == 0 or evaluate_now:
       now = time.perf_counter()
@@ -226,6 +227,10 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
       tick, tick_step = time.perf_counter(), step
       if evaluate_now:
         plot_learning_curve(run_dir)
+    # After the step's evaluation, which scores the network that learned up to here.
+    if dqn.reset_due(step, config.learner, config.num_steps):
+      learner.state = learner.reset(learner.state, step // config.learner.reset_every)
+      logging.info("Step %d: every seed's network drawn anew (learner.reset_every)", step)
 
   loop.run(advance, checkpoint_pytree, (actors,), FINAL_EVAL,
            lambda: final_evaluation(config, run_dir, agent, learner, loop.step, loop.seconds()))

@@ -269,6 +269,10 @@ def validate(config) -> None:
   checks = [
       (learner.n_step >= 1, f"learner.n_step must be >= 1, got {learner.n_step}"),
       *population_checks(config, learner.n_step),
+      (learner.updates_per_step >= 1, f"learner.updates_per_step must be >= 1, got "
+                                      f"{learner.updates_per_step}"),
+      (learner.reset_every >= 0, f"learner.reset_every must be >= 0 (0: never), got "
+                                 f"{learner.reset_every}"),
       (learner.population_update in ("auto", "vmap", "unrolled"),
        f"learner.population_update must be auto, vmap or unrolled, got "
        f"{learner.population_update!r}"),

@@ -7,7 +7,9 @@ jitted and vmapped in one place, `Population`, which the agent binary and the be
 
 Learning: double DQN (by default) with n-step returns from `rl.replay`, a target network copied
 from the online one every `target_update_period` updates, the Huber loss and Adam (its step
-size constant, or decayed over the run: `learning_rate`).
+size constant, or decayed over the run: `learning_rate`). Optionally several updates per agent
+step (`updates_per_step`, the replay ratio) and the network drawn anew every `reset_every`
+agent steps (`reset`; Nikishin et al. 2022, "The Primacy Bias in Deep RL").
 """
 
 from __future__ import annotations
@@ -95,10 +97,33 @@ def member_keys(seed: int, num_members: int) -> tuple[jax.Array, jax.Array]:
 LR_DECAYS = ("constant", "linear", "cosine")
 
 
-def num_updates(num_steps: int, min_replay: int, update_period: int) -> int:
-  """Updates in a run of `num_steps` agent steps: one at every step s (counted from 1) with
-  s >= min_replay and s % update_period == 0, as the agent binary's loop makes them."""
-  return max(0, num_steps // update_period - (min_replay - 1) // update_period)
+def num_updates(num_steps: int, min_replay: int, update_period: int,
+                updates_per_step: int = 1) -> int:
+  """Updates in a run of `num_steps` agent steps: `updates_per_step` at every step s (counted
+  from 1) with s >= min_replay and s % update_period == 0, as the agent binary's loop makes
+  them."""
+  return updates_per_step * max(0, num_steps // update_period - (min_replay - 1) // update_period)
+
+
+def reset_due(step: int, learner, num_steps: int) -> bool:
+  """Whether the learner is drawn anew after agent step `step` (counted from 1): every
+  `learner.reset_every` steps (0: never) once learning has begun, never at the run's end."""
+  every = learner.get("reset_every", 0)
+  return (every > 0 and step % every == 0 and learner.min_replay <= step < num_steps)
+
+
+def reset(state: LearnerState, key: jax.Array, network: flax.linen.Module,
+          example_observation: jax.Array,
+          optimizer: optax.GradientTransformation) -> LearnerState:
+  """The learner with its network drawn anew from `key`: the online and target parameters
+  and Adam's moments start over, while the update count and a learning-rate schedule's count
+  go on (a decaying step keeps decaying over the run)."""
+  fresh = init(key, network, example_observation, optimizer)
+  opt_state = jax.tree.map(
+      lambda new, old: old if isinstance(new, optax.ScaleByScheduleState) else new,
+      fresh.opt_state, state.opt_state,
+      is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState))
+  return LearnerState(fresh.params, fresh.target_params, opt_state, state.updates)
 
 
 def learning_rate(learner, num_steps: int) -> float | optax.Schedule:
@@ -112,7 +137,8 @@ def learning_rate(learner, num_steps: int) -> float | optax.Schedule:
   if decay == "constant":
     return learner.learning_rate
   end = learner.learning_rate * learner.lr_end_fraction
-  steps = max(1, num_updates(num_steps, learner.min_replay, learner.update_period) - 1)
+  steps = max(1, num_updates(num_steps, learner.min_replay, learner.update_period,
+                             learner.get("updates_per_step", 1)) - 1)
   if decay == "linear":
     return optax.linear_schedule(learner.learning_rate, end, steps)
   return optax.cosine_decay_schedule(learner.learning_rate, steps,
@@ -165,9 +191,11 @@ class Population:
                                 eps=config.learner.adam_eps)
     apply = network.apply
     example = jnp.zeros((config.history, *observer.element_shape), observer.element_dtype)
-    init_keys, self.act_keys = member_keys(config.seed, n)
+    self._init_keys, self.act_keys = member_keys(config.seed, n)
     self.state = self.place(jax.vmap(lambda k: init(k, network, example, self.optimizer))(
-        init_keys))
+        self._init_keys))
+    self._reset = jax.jit(jax.vmap(
+        lambda s, k: reset(s, k, network, example, self.optimizer)), donate_argnums=0)
     one_update = functools.partial(update, apply=apply, optimizer=self.optimizer,
                                    double=config.learner.double, loss_kind=config.learner.loss,
                                    target_update_period=config.learner.target_update_period)
@@ -190,6 +218,12 @@ class Population:
 
     self._act = xla.jit(population_act, convolutional=convolutional)
     self._observation_ndim = example.ndim
+
+  def reset(self, state: LearnerState, index: int) -> LearnerState:
+    """`state` with every member's network drawn anew (`reset`), member s from its own seed's
+    key folded with `index`, so it resets as a one-member run of seed + s would."""
+    keys = jax.vmap(jax.random.fold_in, (0, None))(self._init_keys, index)
+    return self.place(self._reset(state, keys))
 
   def place(self, state: LearnerState) -> LearnerState:
     """`state` where the update expects it: on every device of the mesh (or as it is)."""

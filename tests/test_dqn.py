@@ -117,6 +117,67 @@ def test_num_updates_counts_the_agent_loops_updates():
                                         (100_000, 1600, 1)]:
     made = sum(1 for s in range(1, num_steps + 1) if s >= min_replay and s % period == 0)
     assert dqn.num_updates(num_steps, min_replay, period) == made
+    assert dqn.num_updates(num_steps, min_replay, period, updates_per_step=4) == 4 * made
+
+
+def test_resets_fall_every_reset_every_steps_once_learning_began_and_not_at_the_end():
+  import ml_collections
+  learner = ml_collections.ConfigDict(dict(min_replay=150, reset_every=100))
+  due = [s for s in range(1, 501) if dqn.reset_due(s, learner, num_steps=500)]
+  assert due == [200, 300, 400]
+  learner.reset_every = 0
+  assert not any(dqn.reset_due(s, learner, num_steps=500) for s in range(1, 501))
+
+
+def _tree_equal(a, b) -> bool:
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_reset_draws_the_network_anew_and_keeps_the_counts():
+  network = networks.KeypointQNetwork(3, (8,), (16,))
+  optimizer = optax.adam(optax.linear_schedule(1e-2, 0.0, 100))
+  example = jnp.zeros((2, 4, 5))
+  state = dqn.init(jax.random.PRNGKey(0), network, example, optimizer)
+  step = jax.jit(functools.partial(dqn.update, apply=network.apply, optimizer=optimizer,
+                                   target_update_period=3))
+  batch = jax.tree.map(lambda x: x[0], _batch(jax.random.PRNGKey(2), (1, 32)))
+  for _ in range(7):
+    state, _ = step(state, batch)
+  new = dqn.reset(state, jax.random.PRNGKey(5), network, example, optimizer)
+  drawn = network.init(jax.random.PRNGKey(5), example[None])
+  assert _tree_equal(new.params, drawn) and _tree_equal(new.target_params, drawn)
+  assert not _tree_equal(new.params, state.params)
+  adam, schedule = new.opt_state
+  assert int(adam.count) == 0 and not any(np.any(x) for x in jax.tree.leaves(adam.mu))
+  assert int(schedule.count) == 7 == int(state.opt_state[1].count)  # the decay goes on
+  assert int(new.updates) == 7
+  # Updates continue from the reset learner (its schedule's step, not the first one's).
+  after, metrics = step(new, batch)
+  assert np.isfinite(float(metrics["loss"])) and int(after.opt_state[1].count) == 8
+
+
+def test_a_populations_reset_member_equals_a_one_member_runs_reset():
+  import types
+  from experiments.configs import agent as agent_config
+  from rl import agents
+  network = networks.KeypointQNetwork(3, (8,), (16,))
+  observer = types.SimpleNamespace(element_shape=(4, 5), element_dtype=jnp.float32)
+
+  def population(seed, n):
+    config = agent_config.get_config()
+    config.update(dict(seed=seed, num_seeds=n, history=2))
+    return dqn.Population(agents.with_agent_defaults(config), network, observer)
+
+  def reset(seed, n, index):  # the state is donated to the reset: a new learner each time
+    learner = population(seed, n)
+    return learner.reset(learner.state, index)
+
+  member = lambda state, m: jax.tree.map(lambda x: x[m], state.params)
+  pop_reset = reset(3, 2, index=2)
+  assert _tree_equal(member(pop_reset, 1), member(reset(4, 1, index=2), 0))
+  assert not _tree_equal(member(pop_reset, 0), member(pop_reset, 1))
+  assert not _tree_equal(member(pop_reset, 1), member(reset(3, 2, index=3), 1))
+  assert not _tree_equal(member(pop_reset, 1), member(population(3, 2).state, 1))
 
 
 @pytest.mark.parametrize("decay", ["linear", "cosine"])

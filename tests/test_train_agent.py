@@ -3,6 +3,7 @@ resume continue bit-exactly; bad input is one clear line."""
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -27,6 +28,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def _run(cmd, **kwargs):
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def _restore_checkpoint(run_dir, step):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  manager = ocp.CheckpointManager(pathlib.Path(run_dir, "checkpoints").absolute())
+  return manager.restore(step, args=ocp.args.StandardRestore())
 
 
 def _agent_cmd(run_dir, *extra):
@@ -173,11 +180,21 @@ def test_kill_9_and_resume_continue_bit_exactly(tmp_path, kill_9_after_checkpoin
             "--config.learner.min_replay=50", "--config.learner.batch_size=8",
             "--config.learner.n_step=3", "--config.learner.target_update_period=50",
             "--config.learner.lr_decay=linear",  # the schedule's count resumes too
+            # Two updates a step, and resets after steps 125 (before the kill) and 250.
+            "--config.learner.updates_per_step=2", "--config.learner.reset_every=125",
             "--config.checkpoint_every=100", "--config.final_eval_episodes=3",
             "--config.video_steps=0"]
   straight = tmp_path / "straight"
   result = _run(_agent_cmd(straight, *common))
   assert result.returncode == 0, result.stderr[-3000:]
+  assert [int(s) for s in re.findall(r"Step (\d+): every seed's network drawn anew",
+                                      result.stderr)] == [125, 250]
+  learner = _restore_checkpoint(straight, 300)["learner"]
+  # 2 updates at each of steps 50..300; Adam's moments restarted after step 250's reset while
+  # the learning-rate schedule's count went on.
+  adam, schedule = (learner["opt_state"][k]["count"] for k in ("0", "1"))
+  counts = [np.asarray(x).tolist() for x in (learner["updates"], adam, schedule)]
+  assert counts == [[502], [100], [502]]  # [member]
   killed = tmp_path / "killed"
   kill_9_after_checkpoint(_agent_cmd(killed, *common), killed, 200, ROOT)
   assert not (killed / "final_eval.json").exists()
@@ -272,6 +289,10 @@ def test_keyqn_beats_random_on_catch(tmp_path):
     (["--config.agent=pixel_dqn", "--config.learner.n_step=0"], "n_step must be >= 1"),
     (["--config.agent=pixel_dqn", "--config.learner.lr_decay=step"],
      "lr_decay must be one of constant, linear, cosine"),
+    (["--config.agent=pixel_dqn", "--config.learner.updates_per_step=0"],
+     "updates_per_step must be >= 1"),
+    (["--config.agent=pixel_dqn", "--config.learner.reset_every=-1"],
+     "reset_every must be >= 0"),
     (["--config.agent=pixel_dqn", "--config.eval_games_at_once=0"],
      "eval_games_at_once must be >= 1"),
     (["--config.agent=pixel_dqn", "--config.network.feature_norm=True",

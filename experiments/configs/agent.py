@@ -54,6 +54,10 @@ def get_config():
       loss="huber",
       min_replay=1600,  # agent steps before the first update
       update_period=1,  # agent steps per update
+      updates_per_step=1,  # updates at each update step, each on its own batch (replay ratio)
+      # Agent steps between resets of the network (online and target parameters and Adam's
+      # moments drawn anew, the replay kept; rl.dqn.reset); 0: never.
+      reset_every=0,
       target_update_period=2000,  # updates per target-network copy
       replay_capacity=100_000,
       # How the seeds' updates are batched (rl.dqn.population_update_mode): "auto", "vmap"
