@@ -194,8 +194,8 @@ class Population:
     self._init_keys, self.act_keys = member_keys(config.seed, n)
     self.state = self.place(jax.vmap(lambda k: init(k, network, example, self.optimizer))(
         self._init_keys))
-    self._reset = jax.jit(jax.vmap(
-        lambda s, k: reset(s, k, network, example, self.optimizer)), donate_argnums=0)
+    self._reset = xla.jit(jax.vmap(lambda s, k: reset(s, k, network, example, self.optimizer)),
+                          convolutional=convolutional, donate_argnums=0)
     one_update = functools.partial(update, apply=apply, optimizer=self.optimizer,
                                    double=config.learner.double, loss_kind=config.learner.loss,
                                    target_update_period=config.learner.target_update_period)
