@@ -48,18 +48,20 @@ def _kill_9_after_checkpoint(cmd, run_dir, step, cwd, timeout=300.0):
   proc.wait()
 
 
+def _restore_checkpoint(run_dir, step):
+  """Checkpoint `step` of a run, as the pytree of arrays it was saved as."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  manager = ocp.CheckpointManager(pathlib.Path(run_dir, "checkpoints").absolute())
+  return manager.restore(step, args=ocp.args.StandardRestore())
+
+
 def _assert_same_checkpoint(run_a, run_b, step):
   """Checkpoint `step` of two runs holds the same arrays, all but the wall clock."""
-  import pathlib  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
-  def restore(run_dir):
-    manager = ocp.CheckpointManager(pathlib.Path(run_dir, "checkpoints").absolute())
-    return manager.restore(step, args=ocp.args.StandardRestore())
-
-  a, b = restore(run_a), restore(run_b)
+  a, b = _restore_checkpoint(run_a, step), _restore_checkpoint(run_b, step)
   assert a.pop("train_seconds") > 0 and b.pop("train_seconds") > 0
   leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
   assert len(leaves_a) == len(leaves_b)
@@ -71,6 +73,12 @@ def _assert_same_checkpoint(run_a, run_b, step):
 def kill_9_after_checkpoint():
   """(cmd, run_dir, step, cwd): runs a training command and kill -9s it after that checkpoint."""
   return _kill_9_after_checkpoint
+
+
+@pytest.fixture
+def restore_checkpoint():
+  """(run_dir, step) -> that checkpoint's pytree."""
+  return _restore_checkpoint
 
 
 @pytest.fixture

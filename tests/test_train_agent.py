@@ -30,12 +30,6 @@ def _run(cmd, **kwargs):
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, **kwargs)
 
 
-def _restore_checkpoint(run_dir, step):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  manager = ocp.CheckpointManager(pathlib.Path(run_dir, "checkpoints").absolute())
-  return manager.restore(step, args=ocp.args.StandardRestore())
-
-
 def _agent_cmd(run_dir, *extra):
   return [sys.executable, "-m", "experiments.train_agent", f"--run_dir={run_dir}",
           "--config.eval_every=0", "--config.log_every=50", *extra]
@@ -175,7 +169,7 @@ def test_pixel_dqn_and_keyqn_ram_run_the_protocol_on_pong(tmp_path, agent, extra
 
 
 def test_kill_9_and_resume_continue_bit_exactly(tmp_path, kill_9_after_checkpoint,
-                                                assert_same_checkpoint):
+                                                assert_same_checkpoint, restore_checkpoint):
   common = ["--config.agent=pixel_dqn", "--config.env_id=catch", "--config.num_steps=300",
             "--config.learner.min_replay=50", "--config.learner.batch_size=8",
             "--config.learner.n_step=3", "--config.learner.target_update_period=50",
@@ -189,7 +183,7 @@ def test_kill_9_and_resume_continue_bit_exactly(tmp_path, kill_9_after_checkpoin
   assert result.returncode == 0, result.stderr[-3000:]
   assert [int(s) for s in re.findall(r"Step (\d+): every seed's network drawn anew",
                                       result.stderr)] == [125, 250]
-  learner = _restore_checkpoint(straight, 300)["learner"]
+  learner = restore_checkpoint(straight, 300)["learner"]
   # 2 updates at each of steps 50..300; Adam's moments restarted after step 250's reset while
   # the learning-rate schedule's count went on.
   adam, schedule = (learner["opt_state"][k]["count"] for k in ("0", "1"))
