@@ -33,8 +33,13 @@ def sprites_dir(tmp_path_factory):
 
 
 def _kill_9_after_checkpoint(cmd, run_dir, step, cwd, timeout=300.0):
-  """Starts `cmd`, waits until checkpoint `step` of `run_dir` exists and kills it (SIGKILL)."""
+  """Starts `cmd`, waits until checkpoint `step` of `run_dir` exists and kills it (SIGKILL).
+
+  Checkpoints the run got further to before the kill landed (whole or half written) are
+  deleted, as if the kill had come right after `step`'s: a rerun must resume from `step`.
+  """
   import pathlib  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
   proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -46,6 +51,10 @@ def _kill_9_after_checkpoint(cmd, run_dir, step, cwd, timeout=300.0):
     time.sleep(0.02)
   proc.kill()
   proc.wait()
+  for path in (pathlib.Path(run_dir) / "checkpoints").iterdir():
+    later = re.match(r"\d+", path.name)
+    if later and int(later[0]) > step:
+      shutil.rmtree(path)
 
 
 def _restore_checkpoint(run_dir, step):

@@ -46,14 +46,14 @@ def test_keypoint_explorer_writes_coverage_and_resumes_bit_exactly(
   rows = (straight / "metrics.csv").read_text().splitlines()
   assert rows[0].startswith("step,positions,rooms,cells") and len(rows) == 5  # 60 ... 240
   last = dict(zip(rows[0].split(","), rows[-1].split(",")))
-  assert float(last["loss"]) >= 0 and float(last["max_q_gap"]) > 0  # the heads are learning
+  assert float(last["loss"]) >= 0 and float(last["max_q_gap"]) >= 0  # logged (learning: test_options)
 
   killed = tmp_path / "killed"
   kill_9_after_checkpoint(_explore_cmd(killed, *common), killed, 120, ROOT)
   assert not (killed / "explore.json").exists()
   result = _run(_explore_cmd(killed, *common))
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "from step 120" in result.stderr or "from step 240" in result.stderr
+  assert "from step 120" in result.stderr
   # Everything but the wall clock: heads, optimiser, replay, games, option clock, coverage.
   assert_same_checkpoint(straight, killed, 240)
   resumed = json.loads((killed / "explore.json").read_text())

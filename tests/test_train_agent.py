@@ -73,9 +73,10 @@ def test_keyqn_on_pong_writes_scores_curve_video_and_checkpoints(pong_detector_r
   table = (out.with_suffix(".md")).read_text()
   pong = next(line for line in table.splitlines() if line.startswith("| pong |"))
   assert "10.8 (5.7)" in pong  # the paper's KeyQN
-  mean = np.mean(final["mean_per_seed"]) if None not in final["mean_per_seed"] else None
-  expected = "-" if mean is None else f"{mean:.1f} ({np.std(final['mean_per_seed']):.1f})"
-  assert pong.split(" | ")[1] == expected
+  # No Pong game ends within eval_max_steps, so there is no score to show (numbers:
+  # test_atari_table).
+  assert final["mean_per_seed"] == [None] * len(final["mean_per_seed"])
+  assert pong.split(" | ")[1] == "-"
   assert "detector recall on held-out frames: player" in table
   assert (tmp_path / "kept" / "keyqn" / "final_eval.json").is_file()
   assert out.with_suffix(".png").stat().st_size > 0
@@ -194,7 +195,7 @@ def test_kill_9_and_resume_continue_bit_exactly(tmp_path, kill_9_after_checkpoin
   assert not (killed / "final_eval.json").exists()
   result = _run(_agent_cmd(killed, *common))
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "from step 200" in result.stderr or "from step 300" in result.stderr
+  assert "from step 200" in result.stderr
   # Everything but the wall clock: learner, optimiser, replay, games, samplers, step.
   assert_same_checkpoint(straight, killed, 300)
   assert (json.loads((straight / "final_eval.json").read_text())["scores"] ==

@@ -231,13 +231,20 @@ def test_no_readable_checkpoint_is_one_clear_error(finished_run, tmp_path):
 
 def test_nan_stops_the_run_naming_the_step_and_saves_nothing_non_finite(sprites_dir, tmp_path):
   run_dir = tmp_path / "nan"
-  result = _run(_cmd(sprites_dir, run_dir, "--config.train.learning_rate=1e30"))
+  # A checkpoint is due at every step, so one is attempted after the parameters blew up.
+  result = _run(_cmd(sprites_dir, run_dir, "--config.train.learning_rate=1e30",
+                     "--config.checkpoint_every=1", "--config.log_every=1"))
   assert result.returncode != 0
   last = result.stderr.strip().splitlines()[-1]
-  assert re.match(r"error: the loss is (nan|inf) at step \d+: training diverged", last), last
+  match = re.match(r"error: the loss is (nan|inf) at step (\d+): training diverged .*; "
+                   r"nothing after step (\d+) was saved$", last)
+  assert match, last
   assert "Traceback" not in result.stderr
-  for step in (p for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()):
-    restored = _final(run_dir, int(step.name))
+  saved = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+  # Every step before the first bad loss was saved, and nothing from it on.
+  assert saved and saved == list(range(1, int(match[2]))) and saved[-1] == int(match[3])
+  for step in saved:
+    restored = _final(run_dir, step)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored["params"]))
 
 
