@@ -106,7 +106,7 @@ def test_a_step_over_four_devices_equals_the_one_device_step():
 
 _MULTIHOST_SCRIPT = textwrap.dedent("""
     import json
-    import jax, jax.numpy as jnp, numpy as np
+    import jax, jax.numpy as jnp, numpy as np, optax
     from keypoints import configs, data as data_lib, parallel, sprites, train, xla
 
     assert jax.device_count() == 4, jax.devices()
@@ -117,8 +117,11 @@ _MULTIHOST_SCRIPT = textwrap.dedent("""
     tc = configs.train_config(batch_size=8, learning_rate=2e-3, max_offset=10)
     model = train.build_model(mc)
     mesh = parallel.data_mesh()
+    # Plain SGD: Adam divides by the gradient's size, so a parameter whose gradient is zero in
+    # exact arithmetic (the heatmap bias: the softmax ignores a shift) moves by +-lr on rounding
+    # noise, and the scan's differently fused body rounds differently (3e-4 on some machines).
     fresh = lambda: parallel.replicate(train.create_train_state(
-        jax.random.PRNGKey(0), model, train.build_optimizer(tc), (16, 16)), mesh)
+        jax.random.PRNGKey(0), model, optax.sgd(0.1), (16, 16)), mesh)
     run = parallel.multihost_steps(mesh, frames, index, 8)
     # Reference: the process's pairs drawn on the host from the step's sampling key folded
     # with the process index (0), then the same sharded step.
