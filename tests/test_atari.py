@@ -41,8 +41,9 @@ def test_no_sticky_actions_the_emulators_generator_changes_nothing():
   # Sticky actions (v5's default is 0.25) keep the previous action at random, drawn from the
   # emulator's own generator: one game state played on with the same actions under two seeds'
   # generators would part ways. Without them the generator plays no part.
-  games = [atari.make("ALE/Breakout-v5", seed) for seed in (3, 4)]
-  for seed, env in zip((3, 4), games):
+  seeds = (3, 4)
+  games = [atari.make("ALE/Breakout-v5", seed) for seed in seeds]
+  for seed, env in zip(seeds, games):
     env.reset(seed=seed)
   games[1].unwrapped.ale.restoreState(games[0].unwrapped.ale.cloneState(include_rng=False))
   rng = np.random.default_rng(1)

@@ -11,10 +11,10 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from keypoints import inference
+from keypoints import run_dir as run_dir_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -30,11 +30,6 @@ def _cmd(dataset, run_dir, *extra, steps=60, size=16):
 
 def _run(cmd, **kwargs):
   return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, **kwargs)
-
-
-def _final(run_dir, step):
-  manager = ocp.CheckpointManager(pathlib.Path(run_dir, "checkpoints").absolute())
-  return manager.restore(step, args=ocp.args.StandardRestore())
 
 
 def _wait_for_checkpoint(run_dir, step, proc, timeout=240):
@@ -62,7 +57,7 @@ def test_run_writes_metrics_pictures_and_checkpoints(finished_run):
   assert list(finished_run.glob("events.out.tfevents.*"))
   assert (finished_run / "images" / "keypoints_0000015.gif").stat().st_size > 0
   assert (finished_run / "images" / "reconstruction_0000060.png").stat().st_size > 0
-  steps = sorted(int(p.name) for p in (finished_run / "checkpoints").iterdir() if p.name.isdigit())
+  steps = run_dir_lib.checkpoint_steps(finished_run)
   assert steps[-1] == 60
   assert (finished_run / "config.json").is_file()
 
@@ -79,14 +74,14 @@ def _steps_run(stderr):
 
 
 def test_resume_after_kill_continues_from_the_checkpoint_bit_exactly(sprites_dir, finished_run,
-                                                                      tmp_path):
+                                                                      tmp_path, restore_checkpoint):
   run_dir = tmp_path / "killed"
   proc = subprocess.Popen(_cmd(sprites_dir, run_dir), cwd=ROOT, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
   _wait_for_checkpoint(run_dir, 20, proc)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  saved = [int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]
+  saved = run_dir_lib.checkpoint_steps(run_dir)
   assert 60 not in saved  # killed before the end
   result = _run(_cmd(sprites_dir, run_dir))
   assert result.returncode == 0, result.stderr[-3000:]
@@ -94,7 +89,7 @@ def test_resume_after_kill_continues_from_the_checkpoint_bit_exactly(sprites_dir
   # (a resume that ignored the checkpoint would run all 60 and still end bit-identical).
   first, ran = _steps_run(result.stderr)
   assert first == max(saved) >= 20 and ran == 60 - max(saved)
-  resumed, full = _final(run_dir, 60), _final(finished_run, 60)
+  resumed, full = restore_checkpoint(run_dir, 60), restore_checkpoint(finished_run, 60)
   for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(full)):
     np.testing.assert_array_equal(a, b)
   # Rows logged between the checkpoint and the kill were dropped, then logged again once.
@@ -110,7 +105,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(sprites_dir, tmp_path):
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == 0, err[-3000:]
   assert "Received signal 15" in err
-  saved = [int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]
+  saved = run_dir_lib.checkpoint_steps(run_dir)
   last = max(saved)
   assert 10 <= last < 100000
   # The checkpoint is the step reached when the signal came, not only the last multiple of 10.
@@ -196,7 +191,7 @@ def _truncate_checkpoint(run_dir, step):
 
 
 def test_truncated_latest_checkpoint_falls_back_with_one_warning(sprites_dir, finished_run,
-                                                                tmp_path):
+                                                                tmp_path, restore_checkpoint):
   run_dir = tmp_path / "truncated"
   shutil.copytree(finished_run, run_dir)
   _truncate_checkpoint(run_dir, 60)
@@ -215,7 +210,8 @@ def test_truncated_latest_checkpoint_falls_back_with_one_warning(sprites_dir, fi
   assert result.returncode == 0, result.stderr[-3000:]
   assert _steps_run(result.stderr) == (50, 10)
   assert (run_dir / "unreadable_checkpoints" / "60").is_dir()
-  for a, b in zip(jax.tree.leaves(_final(run_dir, 60)), jax.tree.leaves(_final(finished_run, 60))):
+  resumed, full = restore_checkpoint(run_dir, 60), restore_checkpoint(finished_run, 60)
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(full)):
     np.testing.assert_array_equal(a, b)
 
 
@@ -229,7 +225,8 @@ def test_no_readable_checkpoint_is_one_clear_error(finished_run, tmp_path):
     inference.load_detector(run_dir)
 
 
-def test_nan_stops_the_run_naming_the_step_and_saves_nothing_non_finite(sprites_dir, tmp_path):
+def test_nan_stops_the_run_naming_the_step_and_saves_nothing_non_finite(sprites_dir, tmp_path,
+                                                                         restore_checkpoint):
   run_dir = tmp_path / "nan"
   # A checkpoint is due at every step, so one is attempted after the parameters blew up.
   result = _run(_cmd(sprites_dir, run_dir, "--config.train.learning_rate=1e30",
@@ -240,16 +237,15 @@ def test_nan_stops_the_run_naming_the_step_and_saves_nothing_non_finite(sprites_
                    r"nothing after step (\d+) was saved$", last)
   assert match, last
   assert "Traceback" not in result.stderr
-  saved = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+  saved = run_dir_lib.checkpoint_steps(run_dir)
   # Every step before the first bad loss was saved, and nothing from it on.
   assert saved and saved == list(range(1, int(match[2]))) and saved[-1] == int(match[3])
   for step in saved:
-    restored = _final(run_dir, step)
+    restored = restore_checkpoint(run_dir, step)
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored["params"]))
 
 
 def test_non_finite_checkpoints_are_never_written(tmp_path):
-  from keypoints import run_dir as run_dir_lib  # pylint: disable=g-import-not-at-top
   manager = run_dir_lib.checkpoint_manager(tmp_path, max_to_keep=2)
   good = {"params": {"w": jax.numpy.ones(3)}, "batch_stats": {}}
   for step in (10, 20):
@@ -322,7 +318,8 @@ def test_detector_restores_without_building_an_optimizer(finished_run, monkeypat
   assert np.isfinite(detect(np.zeros((1, 16, 16, 3), np.uint8))).all()
 
 
-def test_several_steps_per_dispatch_take_the_same_steps(sprites_dir, finished_run, tmp_path):
+def test_several_steps_per_dispatch_take_the_same_steps(sprites_dir, finished_run, tmp_path,
+                                                         restore_checkpoint):
   # The accelerator path (lax.scan over 5 steps a call), forced on the CPU: the same pairs and
   # updates as one step a call, so the same logs on the same steps. Only float rounding may
   # differ (a loop body can fuse differently): about 1e-5 of the loss over the first 20 steps;
@@ -342,7 +339,7 @@ def test_several_steps_per_dispatch_take_the_same_steps(sprites_dir, finished_ru
     np.testing.assert_allclose(column(run_dir, name)[:4], column(finished_run, name)[:4],
                                rtol=1e-4)
     np.testing.assert_allclose(column(run_dir, name), column(finished_run, name), rtol=2e-2)
-  a, b = _final(run_dir, 60), _final(finished_run, 60)
+  a, b = restore_checkpoint(run_dir, 60), restore_checkpoint(finished_run, 60)
   assert int(a["step"]) == 60
   np.testing.assert_array_equal(a["key"], b["key"])  # the same pairs were drawn
 
