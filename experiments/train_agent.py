@@ -148,7 +148,7 @@ def train(config, run_dir: pathlib.Path, detector) -> None:
   runs the final evaluation (once)."""
   n = config.num_seeds
   agent = agents.build(config.agent, config.env_id, detector, **config.network,
-                       oracle_hidden=config.oracle_hidden)
+                       oracle_hidden=config.oracle_hidden, oracle_jitter=config.oracle_jitter)
   # Data parallel over every device JAX sees (one device: the plain update).
   learner = dqn.Population(config, agent.network, agent.observer, agent.convolutional,
                            mesh=parallel.data_mesh(jax.local_devices()))

@@ -13,7 +13,9 @@
              it is not on the screen; the same KeypointQNetwork. It tells how well KeyQN's
              learner plays from exact object positions, apart from the detector.
              `--config.oracle_hidden=noise` drops the flag (records [M, 2]) and gives a hidden
-             object a random (x, y), as a detector's keypoint of an absent object wanders.
+             object a random (x, y), as a detector's keypoint of an absent object wanders;
+             `--config.oracle_jitter=s` adds Gaussian noise of s raw pixels to every shown
+             object's x and y, as a detector's keypoints scatter about their objects.
 
 The detector runs ONCE per environment step (on all population members' frames in one call) and
 its records go into replay; updates never run it again.
@@ -130,18 +132,23 @@ class ObjectObserver:
   `hidden` says how an object off the screen is recorded: "flag" (the default): (0, 0) and a
   shown flag of 0, records [M, 3]; "noise": no flag, records [M, 2], and a hidden object's
   (x, y) uniform in [-1, 1], as a detector's keypoint wanders while its object is away (an
-  ablation: does the oracle need to be told that the ball is gone?). The noise is drawn from a
-  generator seeded by the RAM's bytes, so one console state always gives one record (runs
-  repeat and resume exactly)."""
+  ablation: does the oracle need to be told that the ball is gone?). `jitter` > 0 adds
+  Gaussian noise of that many raw pixels (std) to the x and y of every shown object (an
+  ablation: does a detector's scatter about the objects cost the learner?). The noise is drawn
+  from a generator seeded by the RAM's bytes, so one console state always gives one record
+  (runs repeat and resume exactly)."""
   observation = "ram"
   HIDDEN = ("flag", "noise")
 
-  def __init__(self, env_id: str, hidden: str = "flag"):
+  def __init__(self, env_id: str, hidden: str = "flag", jitter: float = 0.0):
     if hidden not in self.HIDDEN:
       raise ValueError(f"unknown oracle_hidden {hidden!r}; expected one of "
                        f"{', '.join(self.HIDDEN)}")
+    if not jitter >= 0:
+      raise ValueError(f"oracle_jitter must be >= 0 raw pixels, got {jitter}")
     self.env_id = env_id
     self.hidden = hidden
+    self.jitter = float(jitter)
     self._frame = UnitFrame(ground_truth.RAW_WIDTH, ground_truth.RAW_HEIGHT)
     self.element_shape = (len(ground_truth.object_names(env_id)), 3 if hidden == "flag" else 2)
     self.element_dtype = np.float32
@@ -149,9 +156,14 @@ class ObjectObserver:
   def __call__(self, ram: np.ndarray) -> np.ndarray:
     xy = ground_truth.atari_positions(self.env_id, ram)  # raw pixels, NaN: not shown
     shown = np.isfinite(xy).all(axis=-1, keepdims=True)
+    if self.hidden == "noise" or self.jitter:
+      rngs = [np.random.default_rng(list(np.asarray(r, np.uint8))) for r in ram]
     if self.hidden == "noise":
-      noise = np.stack([np.random.default_rng(list(np.asarray(r, np.uint8))).uniform(
-          -1.0, 1.0, xy.shape[1:]) for r in ram])
+      # (Drawn first: the same records as before jitter existed when jitter is 0.)
+      noise = np.stack([rng.uniform(-1.0, 1.0, xy.shape[1:]) for rng in rngs])
+    if self.jitter:
+      xy = xy + self.jitter * np.stack([rng.standard_normal(xy.shape[1:]) for rng in rngs])
+    if self.hidden == "noise":
       return np.where(shown, self._frame.to_unit(xy), noise).astype(np.float32)
     xy = np.where(shown, self._frame.to_unit(xy), 0.0)
     return np.concatenate([xy, shown], axis=-1).astype(np.float32)
@@ -180,10 +192,11 @@ class Agent:
 
 def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
           hidden_sizes=(512,), feature_norm: bool = False, use_features: bool = True,
-          keypoints: tuple[int, ...] = (), oracle_hidden: str = "flag") -> Agent:
+          keypoints: tuple[int, ...] = (), oracle_hidden: str = "flag",
+          oracle_jitter: float = 0.0) -> Agent:
   """The agent `name` for the game `env_id` ("keyqn" needs the detector); `keypoints` is
-  KeyQN's `KeypointObserver(keypoints=...)`, `oracle_hidden` keyqn_ram's
-  `ObjectObserver(hidden=...)`; the other keyword arguments are `KeypointQNetwork`'s (the
+  KeyQN's `KeypointObserver(keypoints=...)`, `oracle_hidden` and `oracle_jitter` keyqn_ram's
+  `ObjectObserver(hidden=..., jitter=...)`; the other keyword arguments are `KeypointQNetwork`'s (the
   config's `network` fields)."""
   if use_features is None:
     raise ValueError("network.use_features is unset: resolve the config with "
@@ -200,7 +213,7 @@ def build(name: str, env_id: str, detector=None, embed_sizes=(64, 32),
                  networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes),
                                            feature_norm, use_features))
   if name == "keyqn_ram":
-    return Agent(name, ObjectObserver(env_id, oracle_hidden),
+    return Agent(name, ObjectObserver(env_id, oracle_hidden, oracle_jitter),
                  networks.KeypointQNetwork(num_actions, tuple(embed_sizes), tuple(hidden_sizes)))
   raise ValueError(f"unknown agent {name!r}; expected one of {', '.join(AGENTS)}")
 
@@ -298,6 +311,10 @@ def validate(config) -> None:
       (config.agent == "keyqn_ram" or config.oracle_hidden == "flag",
        "oracle_hidden concerns keyqn_ram's RAM objects: leave it at flag for "
        f"{config.agent}"),
+      (config.oracle_jitter >= 0,
+       f"oracle_jitter must be >= 0 raw pixels, got {config.oracle_jitter}"),
+      (config.agent == "keyqn_ram" or config.oracle_jitter == 0,
+       f"oracle_jitter concerns keyqn_ram's RAM objects: leave it at 0 for {config.agent}"),
       (config.agent != "keyqn_ram" or config.env_id in ground_truth.SUPPORTED_GAMES,
        f"keyqn_ram reads the objects of {', '.join(ground_truth.SUPPORTED_GAMES)} from RAM, "
        f"not of {config.env_id}"),

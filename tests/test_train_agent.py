@@ -146,10 +146,31 @@ def test_keyqn_ram_records_are_the_ground_truth_objects():
   assert np.abs(hidden).max() <= 1.0 and hidden.std() > 0.3  # uniform, not parked at (0, 0)
   np.testing.assert_array_equal(noisy(rams), noise_records)  # the same state, the same record
 
+  # The ablation with jitter: shown objects scatter about their positions by 2 raw pixels
+  # (std), independently in x and y; hidden ones keep (0, 0) and flag 0; one record per state.
+  jittery = agents.ObjectObserver("ALE/Pong-v5", jitter=2.0)
+  jitter_records = jittery(rams)
+  assert jitter_records.shape == records.shape
+  np.testing.assert_array_equal(jitter_records[..., 2], records[..., 2])
+  np.testing.assert_array_equal(jitter_records[~shown], 0.0)
+  error = (jittery.pixels(jitter_records) - truth)[shown]  # [shown objects, 2] raw pixels
+  assert error.shape[0] > 100
+  np.testing.assert_allclose(error.std(axis=0), 2.0, rtol=0.25)
+  np.testing.assert_allclose(error.mean(axis=0), 0.0, atol=0.6)
+  assert abs(np.corrcoef(error.T)[0, 1]) < 0.25
+  np.testing.assert_array_equal(jittery(rams), jitter_records)
+  both = agents.ObjectObserver("ALE/Pong-v5", hidden="noise", jitter=2.0)(rams)
+  np.testing.assert_array_equal(both[~shown], noise_records[~shown])  # hidden: as without jitter
+  assert np.abs(both[shown] - noise_records[shown]).max() > 0
+  with pytest.raises(ValueError, match="oracle_jitter must be >= 0"):
+    agents.ObjectObserver("ALE/Pong-v5", jitter=-1.0)
 
-@pytest.mark.parametrize("agent,extra", [("pixel_dqn", ()), ("keyqn_ram", ()),
-                                         ("keyqn_ram", ("--config.oracle_hidden=noise",))])
-def test_pixel_dqn_and_keyqn_ram_run_the_protocol_on_pong(tmp_path, agent, extra):
+
+@pytest.mark.parametrize("agent,extra", [
+    ("pixel_dqn", ()), ("keyqn_ram", ()),
+    ("keyqn_ram", ("--config.oracle_hidden=noise", "--config.oracle_jitter=1.5"))])
+def test_pixel_dqn_and_keyqn_ram_run_the_protocol_on_pong(tmp_path, agent, extra,
+                                                         restore_checkpoint):
   run_dir = tmp_path / agent
   result = _run(_agent_cmd(run_dir, f"--config.agent={agent}", *extra, "--config.num_steps=80",
                            "--config.learner.min_replay=40", "--config.learner.batch_size=4",
@@ -167,6 +188,15 @@ def test_pixel_dqn_and_keyqn_ram_run_the_protocol_on_pong(tmp_path, agent, extra
   assert final["episodes_per_seed"] == 0  # no game ends within 50 steps: no score, no length
   assert final["lengths"] == [[None]] and final["mean_length"] is None
   assert (run_dir / "images" / "agent.gif").stat().st_size > 0  # keyqn_ram: objects drawn
+  if agent == "keyqn_ram":
+    # Pong's RAM puts objects on a quarter-pixel grid: the stored records are on it exactly,
+    # unless the objects were jittered (the paddles are always shown).
+    records = np.asarray(restore_checkpoint(run_dir, 80)["replay"]["observation"])
+    x = (records[..., 0] + 1) / 2 * 159  # raw pixels
+    if records.shape[-1] == 3:
+      x = x[records[..., 2] > 0]
+    off_grid = np.abs(x * 4 - np.round(x * 4)) > 0.02
+    assert off_grid.mean() > 0.9 if extra else not off_grid.any()
 
 
 def test_kill_9_and_resume_continue_bit_exactly(tmp_path, kill_9_after_checkpoint,
@@ -301,6 +331,8 @@ def test_keyqn_beats_random_on_catch(tmp_path):
     (["--config.agent=keyqn_ram", "--config.oracle_hidden=zero"], "oracle_hidden must be one"),
     (["--config.agent=pixel_dqn", "--config.network.keypoints=(0,1)"], "leave it empty"),
     (["--config.agent=pixel_dqn", "--config.oracle_hidden=noise"], "leave it at flag"),
+    (["--config.agent=keyqn_ram", "--config.oracle_jitter=-1"], "oracle_jitter must be >= 0"),
+    (["--config.agent=pixel_dqn", "--config.oracle_jitter=1.5"], "leave it at 0"),
 ])
 def test_bad_config_is_one_clear_error(tmp_path, extra, message):
   result = _run(_agent_cmd(tmp_path / "run", *extra))

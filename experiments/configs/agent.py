@@ -27,6 +27,9 @@ def get_config():
   # keyqn_ram only: an object off the screen is "flag": (0, 0) and a shown flag of 0, or
   # "noise": no flag and a random (x, y), as a detector's keypoint of an absent object wanders.
   config.oracle_hidden = "flag"
+  # keyqn_ram only: Gaussian noise (std, raw pixels) added to every shown object's x and y,
+  # as a detector's keypoints scatter about their objects (0: exact positions).
+  config.oracle_jitter = 0.0
   config.history = 4  # observations per agent input (frames or keypoint records)
 
   config.network = ml_collections.ConfigDict(dict(
