@@ -74,7 +74,8 @@ def _steps_run(stderr):
 
 
 def test_resume_after_kill_continues_from_the_checkpoint_bit_exactly(sprites_dir, finished_run,
-                                                                      tmp_path, restore_checkpoint):
+                                                                      tmp_path,
+                                                                      assert_same_checkpoint):
   run_dir = tmp_path / "killed"
   proc = subprocess.Popen(_cmd(sprites_dir, run_dir), cwd=ROOT, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
@@ -89,9 +90,7 @@ def test_resume_after_kill_continues_from_the_checkpoint_bit_exactly(sprites_dir
   # (a resume that ignored the checkpoint would run all 60 and still end bit-identical).
   first, ran = _steps_run(result.stderr)
   assert first == max(saved) >= 20 and ran == 60 - max(saved)
-  resumed, full = restore_checkpoint(run_dir, 60), restore_checkpoint(finished_run, 60)
-  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(full)):
-    np.testing.assert_array_equal(a, b)
+  assert_same_checkpoint(run_dir, finished_run, 60)
   # Rows logged between the checkpoint and the kill were dropped, then logged again once.
   assert _metric_steps(run_dir) == _metric_steps(finished_run) == list(range(5, 61, 5))
 
@@ -191,7 +190,8 @@ def _truncate_checkpoint(run_dir, step):
 
 
 def test_truncated_latest_checkpoint_falls_back_with_one_warning(sprites_dir, finished_run,
-                                                                tmp_path, restore_checkpoint):
+                                                                tmp_path,
+                                                                assert_same_checkpoint):
   run_dir = tmp_path / "truncated"
   shutil.copytree(finished_run, run_dir)
   _truncate_checkpoint(run_dir, 60)
@@ -210,9 +210,7 @@ def test_truncated_latest_checkpoint_falls_back_with_one_warning(sprites_dir, fi
   assert result.returncode == 0, result.stderr[-3000:]
   assert _steps_run(result.stderr) == (50, 10)
   assert (run_dir / "unreadable_checkpoints" / "60").is_dir()
-  resumed, full = restore_checkpoint(run_dir, 60), restore_checkpoint(finished_run, 60)
-  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(full)):
-    np.testing.assert_array_equal(a, b)
+  assert_same_checkpoint(run_dir, finished_run, 60)
 
 
 def test_no_readable_checkpoint_is_one_clear_error(finished_run, tmp_path):
