@@ -165,6 +165,8 @@ def main(argv):
   print(f"{meta.get('env')}: {len(heldout.frames)} held-out frames, threshold "
         f"{_THRESHOLD.value:g} raw px")
   print(evaluation.tracking_table(models, horizons))
+  for r in results:
+    print(f"{r['name']} ({r['run_dir']}): {evaluation.object_keypoints_line(r['object_keypoints'])}")
   print(f"wrote {out / 'results.json'}, {out / 'tracking.png'}, {out / 'comparison.gif'}")
 
 

@@ -69,6 +69,18 @@ def score_heldout(detector: inference.Detector, heldout: data_lib.Dataset, thres
   return HeldoutScores(tuple(names), frame_keypoints, keypoints, raw_objects, recall, raw_size)
 
 
+def object_keypoints(scored: HeldoutScores, threshold: float) -> dict[str, dict[str, Any]]:
+  """{object: {"keypoint", "recall", "offset_px", "scatter_px"}} (JSON-ready): the detector's
+  keypoint that sits on each object most often, in raw pixels (`metrics.object_keypoints`).
+  The keypoints, in object order, are what `--config.network.keypoints` of the agents takes."""
+  found = metrics.object_keypoints(scored.keypoints, scored.objects, threshold)
+  rounded = lambda xy: [None if np.isnan(v) else round(float(v), 3) for v in xy]
+  return {name: {"keypoint": int(found["keypoint"][m]), "recall": float(found["recall"][m]),
+                 "offset_px": rounded(found["offset"][m]),
+                 "scatter_px": rounded(found["scatter"][m])}
+          for m, name in enumerate(scored.object_names)}
+
+
 def load_run(run_dir: str | os.PathLike, dataset_path: str | None = None):
   """(config, held-out dataset) of a training run (`dataset_path` overrides the config's)."""
   config = run_dir_lib.read_config(run_dir)
@@ -95,6 +107,7 @@ def tracking_result(name: str, run_dir, config, scored: HeldoutScores, heldout: 
       "switches_per_100_frames": scores["switches_per_100_frames"],
       "per_object_recall": dict(zip(scored.object_names,
                                     (float(v) for v in scored.per_object_recall))),
+      "object_keypoints": object_keypoints(scored, threshold),
   }
 
 
@@ -116,13 +129,15 @@ def group_seeds(results: list[dict]) -> list[dict]:
   """Entries of `tracking_result` with the same name are seeds of one model: one entry per name
   (in order of first appearance) with the mean over its seeds of precision, recall, track
   length, switches and per-object recall, each with a "<key>_std" beside it (None for one seed),
-  "seeds" and the seeds' "run_dirs"."""
+  "seeds" and the seeds' "run_dirs" (not "object_keypoints", which differ from seed to seed)."""
   groups: dict[str, list[dict]] = {}
   for r in results:
     groups.setdefault(r["name"], []).append(r)
   grouped = []
   for name, runs in groups.items():
-    entry = {k: v for k, v in runs[0].items() if k not in _GROUPED + ("run_dir",)}
+    # Which keypoint sits on which object is a seed's own: it stays in the runs' entries.
+    entry = {k: v for k, v in runs[0].items()
+             if k not in _GROUPED + ("run_dir", "object_keypoints")}
     entry.update(seeds=len(runs), run_dirs=[r["run_dir"] for r in runs])
     for key in _GROUPED:
       entry[key], entry[f"{key}_std"] = _mean_std([r[key] for r in runs])
@@ -172,10 +187,10 @@ def sweep_runs(sweep_dir: pathlib.Path) -> list[pathlib.Path]:
 
 
 def run_recall(run_dir, threshold: float, dataset_path: str | None = None,
-               batch_size: int = 256, loaded=None) -> dict[str, float]:
+               batch_size: int = 256) -> dict[str, float]:
   """{object: recall} of a run's detector on its held-out episodes (a keypoint within
-  `threshold` raw pixels). `loaded`: the run's (config, held-out dataset) if already read."""
-  _, heldout = loaded or load_run(run_dir, dataset_path)
+  `threshold` raw pixels)."""
+  _, heldout = load_run(run_dir, dataset_path)
   scored = score_heldout(inference.load_detector(run_dir), heldout, threshold, batch_size)
   return dict(zip(scored.object_names, (float(v) for v in scored.per_object_recall)))
 
@@ -196,17 +211,31 @@ def sweep_recall(sweep_dir: pathlib.Path, threshold: float, min_recall: float,
                    "checkpoint_step": max(steps) if steps else None,
                    "train_steps": config.train.num_steps})
       continue
-    recall = run_recall(run_dir, threshold, dataset_path, batch_size, (config, heldout))
+    scored = score_heldout(inference.load_detector(run_dir), heldout, threshold, batch_size)
+    recall = dict(zip(scored.object_names, (float(v) for v in scored.per_object_recall)))
     names = names or tuple(recall)
     rows.append({"run": run_dir.name, "finished": True, "seed": config.train.seed,
                  "env": heldout.metadata.get("env"), "train_steps": config.train.num_steps,
                  "per_object_recall": recall,
-                 "finds_every_object": min(recall.values()) >= min_recall})
+                 "finds_every_object": min(recall.values()) >= min_recall,
+                 "object_keypoints": object_keypoints(scored, threshold)})
   done = [r for r in rows if r["finished"]]
   return {"sweep_dir": str(sweep_dir), "threshold_raw_px": threshold, "min_recall": min_recall,
           "objects": list(names or ()), "runs": rows,
           "runs_finding_every_object": sum(r["finds_every_object"] for r in done),
           "finished_runs": len(done)}
+
+
+def object_keypoints_line(found: dict[str, dict[str, Any]]) -> str:
+  """`object_keypoints` as one line: "player k1 (-0.7, -1.7; 0.1, 1.0); ..." (the keypoint on
+  each object, then its x, y offset and x, y scatter in raw pixels)."""
+  def describe(f):
+    if f["offset_px"][0] is None:
+      return f"none (k{f['keypoint']} is never on it)"
+    (dx, dy), (sx, sy) = f["offset_px"], f["scatter_px"]
+    return f"k{f['keypoint']} ({dx:+.1f}, {dy:+.1f}; {sx:.1f}, {sy:.1f})"
+  return ("keypoint on each object (x, y offset; x, y scatter, raw px): "
+          + "; ".join(f"{name} {describe(f)}" for name, f in found.items()))
 
 
 def sweep_table(summary: dict[str, Any]) -> str:
@@ -223,6 +252,7 @@ def sweep_table(summary: dict[str, Any]) -> str:
       continue
     cells = "".join(f"  {r['per_object_recall'][n]:8.2f}" for n in names)
     lines.append(f"{r['run']:<{width}}{cells}  {'yes' if r['finds_every_object'] else 'NO'}")
+    lines.append(" " * width + "  " + object_keypoints_line(r["object_keypoints"]))
   lines.append(f"{summary['runs_finding_every_object']} of {summary['finished_runs']} runs put a "
                f"keypoint on every object in >= {summary['min_recall']:.0%} of held-out frames")
   return "\n".join(lines)

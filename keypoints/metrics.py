@@ -54,6 +54,47 @@ def on_object(keypoints: np.ndarray, objects: np.ndarray, threshold: float) -> n
     return dist <= threshold  # NaN (invisible) compares False
 
 
+def object_keypoints(keypoints: np.ndarray, objects: np.ndarray, threshold: float
+                     ) -> dict[str, np.ndarray]:
+  """Per object, the keypoint that sits on it most often, and how precisely it sits there.
+
+  For object m, keypoint k(m) is the one within `threshold` pixels of it in the most frames the
+  object is visible in (the lowest index on a tie). Over those frames, its error
+  keypoint - object has a mean (`offset`: where the keypoint sits relative to the object,
+  which a learner reading positions can absorb) and a per-axis standard deviation (`scatter`:
+  how much it moves about the object from frame to frame, which it cannot). Frames where the
+  keypoint is off the object are counted by `recall` and left out of both, so a keypoint that
+  sometimes wanders off does not inflate them.
+
+  Args:
+    keypoints: [T, K, 2] pixels; objects: [T, M, 2] pixels, NaN where not visible.
+    threshold: distance in pixels within which a keypoint is on an object.
+
+  Returns:
+    {"keypoint": int [M], "recall": [M] (fraction of the object's visible frames with k(m) on
+     it), "offset": [M, 2] and "scatter": [M, 2] (x, y) pixels, NaN where k(m) is never on it}.
+  """
+  keypoints, objects = np.asarray(keypoints, np.float64), np.asarray(objects, np.float64)
+  if keypoints.ndim != 3 or objects.ndim != 3 or len(keypoints) != len(objects):
+    raise ValueError(f"expected keypoints [T, K, 2] and objects [T, M, 2], got "
+                     f"{list(keypoints.shape)} and {list(objects.shape)}")
+  near = on_object(keypoints, objects, threshold)  # [T, K, M]
+  seen = np.isfinite(objects).all(-1).sum(0)  # [M]
+  best = near.sum(0).argmax(0)  # [M]: argmax takes the lowest index on a tie
+  num_objects = objects.shape[1]
+  recall = np.zeros(num_objects)
+  offset = np.full((num_objects, 2), np.nan)
+  scatter = np.full((num_objects, 2), np.nan)
+  for m, k in enumerate(best):
+    hit = near[:, k, m]
+    recall[m] = hit.sum() / max(seen[m], 1)
+    if hit.any():
+      error = keypoints[hit, k] - objects[hit, m]
+      offset[m], scatter[m] = error.mean(0), error.std(0)
+  return {"keypoint": best.astype(np.int64), "recall": recall, "offset": offset,
+          "scatter": scatter}
+
+
 def _runs_ahead(flags: np.ndarray) -> np.ndarray:
   """For bool [T, ...], how many consecutive frames from t onwards are True; int [T, ...]."""
   runs = np.zeros(flags.shape, np.int64)

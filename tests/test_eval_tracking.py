@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from keypoints import evaluation
 from keypoints import inference
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -51,6 +52,20 @@ def test_baselines_train_under_the_same_binary(runs, model):
   assert detect(np.zeros((2, 16, 16, 3), np.uint8)).shape == (2, 3, 2)
 
 
+def _check_object_keypoints(run):
+  """A run's keypoint per object: one of its 3, on the object no more often than any keypoint
+  is, with offset and scatter where it is ever on it (threshold 2 px, so both stay within)."""
+  found = run["object_keypoints"]
+  assert set(found) == {"sprite_0", "sprite_1"}
+  for name, f in found.items():
+    assert 0 <= f["keypoint"] < 3
+    assert 0 <= f["recall"] <= run["per_object_recall"][name] + 1e-9
+    if f["recall"] > 0:
+      assert all(abs(v) <= 2 for v in f["offset_px"]) and all(0 <= v <= 2 for v in f["scatter_px"])
+    else:
+      assert f["offset_px"] == [None, None]
+
+
 def test_eval_writes_table_plot_and_gifs(runs, tmp_path):
   out = tmp_path / "eval"
   models = ["transporter", "jakab", "zhang"]
@@ -69,9 +84,13 @@ def test_eval_writes_table_plot_and_gifs(runs, tmp_path):
     # Holding on for longer can only be rarer.
     assert m["precision"][1] <= m["precision"][0] and m["recall"][1] <= m["recall"][0]
     assert set(m["per_object_recall"]) == {"sprite_0", "sprite_1"}
+  for r in summary["runs"]:
+    _check_object_keypoints(r)
   for name in ("tracking.png", "comparison.gif", "transporter.gif", "jakab.gif", "zhang.gif"):
     assert (out / name).stat().st_size > 0
   assert "transporter" in result.stdout and "P@0" in result.stdout
+  for r in summary["runs"]:
+    assert f"{r['name']} ({r['run_dir']}): keypoint on each object" in result.stdout
 
 
 def test_runs_sharing_a_label_are_seeds_reported_as_mean_and_std(runs, tmp_path):
@@ -85,6 +104,7 @@ def test_runs_sharing_a_label_are_seeds_reported_as_mean_and_std(runs, tmp_path)
   assert [r["name"] for r in summary["runs"]] == ["pair", "pair", "single"]
   pair, single = summary["models"]
   assert (pair["name"], pair["seeds"], single["seeds"]) == ("pair", 2, 1)
+  assert "object_keypoints" not in pair and "object_keypoints" in summary["runs"][0]
   assert pair["run_dirs"] == [str(dirs[0]), str(dirs[1])]
   first, second, third = summary["runs"]
   for key in ("precision", "recall"):
@@ -143,8 +163,24 @@ def test_sweep_dir_prints_per_object_recall_for_every_run(runs, tmp_path):
   hits = sum(r["finds_every_object"] for r in summary["runs"])
   assert f"{hits} of 3 runs put a keypoint on every object" in result.stdout
   for row in summary["runs"]:
-    line = next(l for l in result.stdout.splitlines() if l.startswith(row["run"] + " "))
-    assert f"{row['per_object_recall']['sprite_0']:.2f}" in line
+    lines = result.stdout.splitlines()
+    at = next(i for i, l in enumerate(lines) if l.startswith(row["run"] + " "))
+    assert f"{row['per_object_recall']['sprite_0']:.2f}" in lines[at]
+    # Under it, the keypoint on each object (the agents' --config.network.keypoints).
+    _check_object_keypoints(row)
+    found = row["object_keypoints"]["sprite_1"]
+    assert "keypoint on each object" in lines[at + 1]
+    assert f"sprite_1 k{found['keypoint']}" in lines[at + 1]
+  # The keypoint named is, of the detector's keypoints, one on the object in the most frames.
+  row = next(r for r in summary["runs"] if r["run"] == "transporter")
+  _, heldout = evaluation.load_run(runs / "transporter")
+  scored = evaluation.score_heldout(inference.load_detector(runs / "transporter"), heldout, 2.0)
+  dist = np.linalg.norm(scored.keypoints[:, :, None] - scored.objects[:, None], axis=-1)
+  shown = np.isfinite(scored.objects).all(-1).sum(0)
+  on = (np.nan_to_num(dist, nan=np.inf) <= 2).sum(0) / shown  # [K, M]
+  for m, name in enumerate(scored.object_names):
+    k = row["object_keypoints"][name]["keypoint"]
+    assert on[k, m] == on[:, m].max() == pytest.approx(row["object_keypoints"][name]["recall"])
 
 
 def test_sweep_dir_without_runs_is_one_clear_error(tmp_path):

@@ -74,3 +74,32 @@ def test_sequences_never_cross_episodes():
 def test_resize_points_maps_pixel_centres_to_the_raw_frame():
   p = data.resize_points(np.array([[0.0, 0.0], [79.0, 79.0]]), (80, 80), (210, 160))
   np.testing.assert_allclose(p, [[0.5, 0.8125], [158.5, 208.1875]])
+
+
+def test_object_keypoints_finds_each_objects_keypoint_its_offset_and_scatter():
+  rng = np.random.default_rng(0)
+  n = 4000
+  obj = np.stack([rng.uniform(0, 100, (n, 2)), rng.uniform(200, 300, (n, 2))], axis=1)
+  obj[:n // 4, 1] = np.nan  # object 1 is off the screen a quarter of the time
+  kps = np.full((n, 3, 2), -500.0)  # keypoint 1 sits on nothing
+  kps[:, 2] = obj[:, 0] + [1.0, -2.0] + rng.normal(0, [0.5, 1.0], (n, 2))
+  kps[:, 0] = np.nan_to_num(obj[:, 1], nan=-900.0)  # exactly on object 1 while it is shown
+  kps[-n // 10:, 2] = 50.0 + obj[-n // 10:, 0]  # keypoint 2 wanders off for the last tenth
+  r = metrics.object_keypoints(kps, obj, threshold=8.0)
+  np.testing.assert_array_equal(r["keypoint"], [2, 0])
+  np.testing.assert_allclose(r["recall"], [0.9, 1.0])
+  # Only the frames on the object count: the wandering tenth leaves offset and scatter alone.
+  np.testing.assert_allclose(r["offset"][0], [1.0, -2.0], atol=0.06)
+  np.testing.assert_allclose(r["scatter"][0], [0.5, 1.0], rtol=0.06)
+  np.testing.assert_allclose(r["offset"][1], 0.0, atol=1e-12)
+  np.testing.assert_allclose(r["scatter"][1], 0.0, atol=1e-12)
+
+
+def test_object_keypoints_of_an_object_no_keypoint_reaches():
+  obj = _objects()
+  r = metrics.object_keypoints(obj + [0.0, 50.0], obj, threshold=2.0)
+  np.testing.assert_array_equal(r["keypoint"], [0, 0])  # all tie at zero: the lowest index
+  np.testing.assert_array_equal(r["recall"], [0.0, 0.0])
+  assert np.isnan(r["offset"]).all() and np.isnan(r["scatter"]).all()
+  with pytest.raises(ValueError, match="expected keypoints"):
+    metrics.object_keypoints(obj[0], obj, threshold=2.0)
