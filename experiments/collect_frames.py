@@ -51,6 +51,12 @@ _HEIGHT = flags.DEFINE_integer(
 _WIDTH = flags.DEFINE_integer(
     "width", 80, "Width in pixels of the stored frames (ALE screens are resized to it, "
     "dm_control frames rendered at it).", lower_bound=1)
+_POLICY = flags.DEFINE_enum(
+    "policy", envs.POLICY, list(envs.POLICIES),
+    "Who plays: 'uniform_random' (every action equally likely), or 'chase' (Pong and Breakout: "
+    f"the paddle moves towards the ball, read from the RAM; a random action on "
+    f"{envs.CHASE_RANDOM_FRACTION:.0%} of the steps), whose frames reach rallies and scores "
+    "that random play never shows.")
 _SEED = flags.DEFINE_integer(
     "seed", 0, "Seed of the whole collection; episode i is seeded from (seed, i).",
     lower_bound=0)
@@ -90,7 +96,7 @@ def main(argv: Sequence[str]) -> None:
   out = pathlib.Path(_OUT.value)
   try:
     metadata = envs.dataset_metadata(_ENV.value, _HEIGHT.value, _WIDTH.value, _SEED.value,
-                                     _MAX_EPISODE_FRAMES.value)
+                                     _MAX_EPISODE_FRAMES.value, _POLICY.value)
     done = set(prepare_output(out, metadata))
   except ValueError as e:  # DatasetError included.
     sys.exit(f"collect_frames: error: {e}")
@@ -102,7 +108,7 @@ def main(argv: Sequence[str]) -> None:
   for i in progress:
     frames, ground_truth = envs.collect_episode(
         _ENV.value, envs.episode_seed(_SEED.value, i), _MAX_EPISODE_FRAMES.value, _HEIGHT.value,
-        _WIDTH.value)
+        _WIDTH.value, _POLICY.value)
     data.write_episode(out, i, frames, **ground_truth)
     frames_written += len(frames)
     progress.set_postfix(frames=frames_written)

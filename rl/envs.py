@@ -1,4 +1,4 @@
-"""Environment construction and random-policy episodes for frame datasets.
+"""Environment construction and random-policy (or chasing) episodes for frame datasets.
 
 Two kinds of environment are supported, named by one id string:
 
@@ -71,6 +71,15 @@ DM_CONTROL_IDS = tuple(f"{DM_CONTROL_PREFIX}{domain}-{task}"
                        for domain, props in _ARM_PROPS.items() for task in props)
 
 POLICY = "uniform_random"
+# "chase" (Pong and Breakout): the player's paddle moves towards the ball, read from the RAM
+# (keypoints.ground_truth), with a uniform random action on CHASE_RANDOM_FRACTION of the steps.
+# A data-collection policy, not a label: its frames reach what random play never shows (Pong
+# rallies, the player's score past 9), where a detector trained on random play alone may fail.
+POLICIES = (POLICY, "chase")
+CHASE_RANDOM_FRACTION = 0.1
+# Per game: the axis along which the paddle moves (0: x, 1: y), the actions that lower and raise
+# that coordinate, and the action while no ball is shown (Breakout serves with FIRE).
+_CHASE = {"Pong": (1, 2, 3, 0), "Breakout": (0, 3, 2, 1)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,8 +198,30 @@ def read_ram(env) -> np.ndarray:
   return np.array(env.unwrapped.ale.getRAM(), np.uint8)
 
 
-def _atari_episode(env_id: str, seed: int, max_frames: int, height: int,
-                   width: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _chase_game(env_id: str) -> str:
+  """The game name of an ALE id, if the "chase" policy knows it (one-line ValueError if not)."""
+  game = env_id.split("/")[-1].split("-")[0] if parse_env_id(env_id).source == "ale" else None
+  if game not in _CHASE:
+    raise ValueError(f"policy 'chase' knows {', '.join(_CHASE)}, not {env_id!r}")
+  return game
+
+
+def chase_action(env_id: str, ram: np.ndarray) -> int:
+  """The "chase" policy's action for a console RAM: move the player's paddle towards the ball
+  along its axis (nothing within 3 pixels; the game's serve action while no ball is shown)."""
+  axis, lower, raise_, no_ball = _CHASE[_chase_game(env_id)]
+  names = ground_truth.object_names(env_id)
+  xy = ground_truth.atari_positions(env_id, np.asarray(ram, np.uint8)[None])[0]
+  player, ball = xy[names.index("player"), axis], xy[names.index("ball"), axis]
+  if not np.isfinite(ball):
+    return no_ball
+  if not np.isfinite(player) or abs(ball - player) < 3:
+    return 0
+  return lower if ball < player else raise_
+
+
+def _atari_episode(env_id: str, seed: int, max_frames: int, height: int, width: int,
+                   policy: str = POLICY) -> tuple[np.ndarray, dict[str, np.ndarray]]:
   env_seed, policy_seed = np.random.SeedSequence(seed).generate_state(2)
   env = make_atari(env_id, int(env_seed))
   rng = np.random.default_rng(int(policy_seed))
@@ -200,7 +231,10 @@ def _atari_episode(env_id: str, seed: int, max_frames: int, height: int,
     observation, _ = env.reset(seed=int(env_seed))
     frames, rams = [observation], [read_ram(env)]
     while len(frames) < max_frames:
-      action = int(rng.integers(env.action_space.n))
+      if policy == POLICY or rng.random() < CHASE_RANDOM_FRACTION:
+        action = int(rng.integers(env.action_space.n))
+      else:
+        action = chase_action(env_id, rams[-1])
       observation, _, terminated, truncated, _ = env.step(action)
       frames.append(observation)
       rams.append(read_ram(env))
@@ -364,9 +398,9 @@ def _manipulator_episode(task: str, seed: int, max_frames: int, height: int, wid
 # Episodes and dataset metadata.
 
 
-def collect_episode(env_id: str, seed: int, max_frames: int, height: int,
-                    width: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-  """Runs one episode of the uniform random policy.
+def collect_episode(env_id: str, seed: int, max_frames: int, height: int, width: int,
+                    policy: str = POLICY) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """Runs one episode of the uniform random policy (or of `policy`, one of `POLICIES`).
 
   The episode ends at termination or truncation (its last frame included) or after
   `max_frames` frames, whichever comes first.
@@ -386,14 +420,22 @@ def collect_episode(env_id: str, seed: int, max_frames: int, height: int,
     ValueError: for an unknown environment id or a bad size (one line).
   """
   _check_sizes(height, width, max_frames)
+  _check_policy(env_id, policy)
   env = parse_env_id(env_id)
   if env.source == "ale":
-    return _atari_episode(env_id, seed, max_frames, height, width)
+    return _atari_episode(env_id, seed, max_frames, height, width, policy)
   return _manipulator_episode(env.task, seed, max_frames, height, width, env.domain)
 
 
+def _check_policy(env_id: str, policy: str) -> None:
+  if policy not in POLICIES:
+    raise ValueError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+  if policy == "chase":
+    _chase_game(env_id)
+
+
 def dataset_metadata(env_id: str, height: int, width: int, seed: int,
-                     max_episode_frames: int) -> dict[str, Any]:
+                     max_episode_frames: int, policy: str = POLICY) -> dict[str, Any]:
   """Everything that determines a dataset's episodes, as its metadata.json holds it.
 
   Two collections with equal metadata produce identical episodes, which is what makes resuming
@@ -405,9 +447,10 @@ def dataset_metadata(env_id: str, height: int, width: int, seed: int,
   _check_sizes(height, width, max_episode_frames)
   if seed < 0:
     raise ValueError(f"seed must be >= 0, got {seed}")
+  _check_policy(env_id, policy)
   env = parse_env_id(env_id)
   common = {"env": env_id, "height": height, "width": width, "seed": seed,
-            "max_episode_frames": max_episode_frames, "policy": POLICY}
+            "max_episode_frames": max_episode_frames, "policy": policy}
   if env.source == "ale":
     return {"source": "ale", **common, "raw_height": ALE_RAW_HEIGHT, "raw_width": ALE_RAW_WIDTH,
             "frameskip": ATARI_FRAMESKIP,

@@ -115,3 +115,30 @@ def test_collects_a_loadable_manipulator_dataset(tmp_path):
   assert metadata["source"] == "dm_control" and metadata["ground_truth"] == ["positions"]
   assert (metadata["raw_height"], metadata["raw_width"]) == (32, 32)
   assert metadata["camera_id"] == 0 and "ball" in names and "upper_arm" in names
+
+
+@pytest.mark.parametrize("game, axis", [("Pong", 1), ("Breakout", 0)])
+def test_chase_policy_keeps_the_paddle_on_the_ball(tmp_path, game, axis):
+  # Through the binary: the dataset says who played, and its RAM shows the paddle following
+  # the ball along its axis, where random play leaves it wherever it drifted.
+  from keypoints import ground_truth  # pylint: disable=g-import-not-at-top
+  env_id = f"ALE/{game}-v5"
+  gaps = {}
+  for policy in ("uniform_random", "chase"):
+    out = tmp_path / policy
+    _collect(out, f"--env={env_id}", "--max_episode_frames=300", "--height=32", "--width=32",
+             "--episodes=1", "--seed=3", f"--policy={policy}")
+    assert data.read_metadata(out)["policy"] == policy
+    xy = ground_truth.atari_positions(env_id, _episodes(out)[0]["ram"])
+    names = ground_truth.object_names(env_id)
+    gap = np.abs(xy[:, names.index("player"), axis] - xy[:, names.index("ball"), axis])
+    gaps[policy] = np.nanmean(gap)
+  assert gaps["chase"] < 0.3 * gaps["uniform_random"], gaps
+
+
+def test_chase_policy_on_a_game_it_does_not_know_is_one_line(tmp_path):
+  result = _collect(tmp_path / "mspacman", "--env=ALE/MsPacman-v5", "--policy=chase",
+                    check=False)
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and "policy 'chase' knows Pong, Breakout" in lines[0], result.stderr
