@@ -115,6 +115,7 @@ class _Game:
   """
   objects: tuple[_Object, ...]
   field: tuple[float, float, float, float] = (0.0, 0.0, RAW_WIDTH - 1.0, RAW_HEIGHT - 1.0)
+  player_score_byte: int | None = None  # the RAM byte of the player's score (plain binary)
 
 
 # Pong: the field between the two white walls is rows 34-193. Paddles are 4x16 sprites in fixed
@@ -130,7 +131,7 @@ _PONG = _Game(
         _Object("enemy", _Coord(17.5), _Coord(-7.5, 50), (1.5, 7.5)),
         _Object("ball", _Coord(-48.5, 49), _Coord(-13.0, 54), (0.5, 1.5), _pong_ball_in_play),
     ),
-    field=(0, 34, RAW_WIDTH - 1, 193))
+    field=(0, 34, RAW_WIDTH - 1, 193), player_score_byte=14)  # the enemy's is byte 13
 
 
 # Breakout: inside the grey walls (columns 8-151, from row 32 down). The paddle is a 16x4 sprite
@@ -239,6 +240,13 @@ def object_names(env_id: str) -> tuple[str, ...]:
     ValueError: for a game not in `SUPPORTED_GAMES` (one line).
   """
   return tuple(o.name for o in _game(env_id).objects)
+
+
+def player_score(env_id: str, ram: np.ndarray) -> np.ndarray | None:
+  """The player's score shown on the screen, int [T] for RAM [T, 128] (Pong); None for a game
+  whose score byte is not mapped."""
+  byte = _game(env_id).player_score_byte
+  return None if byte is None else np.asarray(ram)[..., byte].astype(np.int64)
 
 
 def atari_positions(env_id: str, ram: np.ndarray) -> np.ndarray:

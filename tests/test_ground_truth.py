@@ -340,3 +340,17 @@ def test_dataset_positions_keep_a_flickering_ghost_only_in_the_stored_frames_tha
     np.testing.assert_array_equal(drawn_only[given, m], everywhere[given, m])
   with pytest.raises(data.DatasetError, match="frames must be"):
     ground_truth.dataset_positions(metadata, {"ram": ram}, frames=stored[:-1])
+
+
+def test_pong_player_score_counts_the_points_won():
+  from rl import atari  # pylint: disable=g-import-not-at-top
+  env = atari.make(_PONG, seed=7, observation="ram")
+  ram, _ = env.reset(seed=7)
+  won, scores = 0, []
+  for _ in range(1500):  # the chasing paddle wins points; no episode ends this soon
+    ram, reward, terminated, truncated, _ = env.step(envs.chase_action(_PONG, ram))
+    won += reward > 0
+    scores.append((int(ground_truth.player_score(_PONG, ram)), won))
+    assert not truncated
+  assert won >= 2 and all(shown == counted for shown, counted in scores)
+  assert ground_truth.player_score("ALE/Breakout-v5", ram) is None

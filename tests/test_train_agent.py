@@ -41,6 +41,41 @@ def pong_detector_run(tmp_path_factory, train_tiny_detector):
   return train_tiny_detector(tmp_path_factory.mktemp("pong"), "ALE/Pong-v5")
 
 
+def test_probe_detector_scores_the_keypoints_on_the_agents_frames(pong_detector_run, tmp_path):
+  # (Here for the detector it shares.) The probe plays under the agents' protocol and reports,
+  # per object and per player's score, how often the held-out keypoint sits on it; the
+  # numbers are recomputed from the keypoints and objects it saves.
+  out = tmp_path / "probe"
+  result = _run([sys.executable, "-m", "experiments.probe_detector",
+                 f"--keypoint_run={pong_detector_run}", "--policy=chase", "--steps=80",
+                 "--seed=3", f"--out={out}"])
+  assert result.returncode == 0, result.stderr[-3000:]
+  probe = json.loads((out / "probe.json").read_text())
+  saved = np.load(out / "keypoints.npz")
+  keypoints, objects, score = saved["keypoints"], saved["objects"], saved["player_score"]
+  assert keypoints.shape[0] == objects.shape[0] == len(score) == 80
+  assert probe["objects"] == ["player", "enemy", "ball"] and probe["policy"] == "chase"
+  chosen = [probe["heldout_keypoints"][n]["keypoint"] for n in probe["objects"]]
+  for m, k in enumerate(chosen):
+    distance = np.linalg.norm(keypoints[:, k] - objects[:, m], axis=-1)
+    shown = np.isfinite(distance)
+    expected = np.mean(distance[shown] <= 8.0) if shown.any() else None
+    assert probe["recall_heldout_keypoint"][m] == pytest.approx(expected)
+  assert sum(row["frames"] for row in probe["by_player_score"].values()) == 80
+  assert set(map(int, probe["by_player_score"])) == set(np.unique(score).tolist())
+  assert "player's score" in result.stdout and "held-out keypoint on it" in result.stdout
+  # Keypoints are the detector's on the protocol's raw 210x160 frames.
+  frame = np.zeros((1, 210, 160, 3), np.uint8)
+  assert inference.load_detector(pong_detector_run)(frame).shape == (1, keypoints.shape[1], 2)
+
+
+def test_probe_detector_without_a_run_is_one_line(tmp_path):
+  result = _run([sys.executable, "-m", "experiments.probe_detector",
+                 f"--keypoint_run={tmp_path / 'none'}", f"--out={tmp_path / 'probe'}"])
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
 def test_keyqn_on_pong_writes_scores_curve_video_and_checkpoints(pong_detector_run, tmp_path):
   run_dir = tmp_path / "keyqn"
   result = _run(_agent_cmd(run_dir, "--config.agent=keyqn",
