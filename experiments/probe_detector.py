@@ -65,10 +65,7 @@ def play(env_id: str, policy: str, steps: int, seed: int):
   for _ in tqdm.trange(steps, desc=f"playing {env_id}", file=sys.stderr):
     frames.append(observation)
     rams.append(envs.read_ram(env))
-    if policy == envs.POLICY or rng.random() < envs.CHASE_RANDOM_FRACTION:
-      action = int(rng.integers(env.action_space.n))
-    else:
-      action = envs.chase_action(env_id, rams[-1])
+    action = envs.policy_action(env_id, policy, rams[-1], rng, env.action_space.n)
     observation, _, terminated, truncated, _ = env.step(action)
     if terminated or truncated:  # the game is over (a lost life goes on)
       observation, _ = env.reset()
@@ -94,10 +91,10 @@ def main(argv: Sequence[str]) -> None:
   if _KEYPOINT_RUN.value is None or _OUT.value is None:
     sys.exit("error: --keypoint_run and --out are required")
   try:
-    config, heldout = evaluation.load_run(_KEYPOINT_RUN.value)
+    _, heldout = evaluation.load_run(_KEYPOINT_RUN.value)
     env_id = heldout.metadata.get("env")
     names = ground_truth.object_names(env_id)
-    envs.dataset_metadata(env_id, 80, 80, 0, 1, _POLICY.value)  # the policy knows the game
+    envs.check_policy(env_id, _POLICY.value)
     detector = inference.load_detector(_KEYPOINT_RUN.value)
     scored = evaluation.score_heldout(detector, heldout, _THRESHOLD.value, _BATCH.value)
   except (ValueError, FileNotFoundError) as e:  # RunDirError and DatasetError included

@@ -126,7 +126,7 @@ def main(argv):
     detector = inference.Detector(model, train_lib.model_variables(state.params,
                                                                    state.batch_stats))
     scores = evaluation.score_heldout(detector, heldout, _THRESHOLD.value)
-    recall = {n: float(r) for n, r in zip(scores.object_names, scores.per_object_recall)}
+    recall = scores.recall_by_object()
     tracking = evaluation.tracking_result(config.model.model_type, None, config, scores,
                                           heldout, _THRESHOLD.value, horizons)
     summary["seeds"].append({"seed": seed, "per_object_recall": recall,

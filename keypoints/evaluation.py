@@ -39,6 +39,10 @@ class HeldoutScores:
   per_object_recall: np.ndarray
   raw_size: tuple[int, int]
 
+  def recall_by_object(self) -> dict[str, float]:
+    """{object: recall} (JSON-ready)."""
+    return dict(zip(self.object_names, (float(v) for v in self.per_object_recall)))
+
 
 def raw_frame_size(dataset: data_lib.Dataset) -> tuple[int, int]:
   """(H, W) of the frames the dataset's stored frames were resized from."""
@@ -105,8 +109,7 @@ def tracking_result(name: str, run_dir, config, scored: HeldoutScores, heldout: 
       "sequences": [int(v) for v in scores["sequences"]],
       "mean_track_length": scores["mean_track_length"],
       "switches_per_100_frames": scores["switches_per_100_frames"],
-      "per_object_recall": dict(zip(scored.object_names,
-                                    (float(v) for v in scored.per_object_recall))),
+      "per_object_recall": scored.recall_by_object(),
       "object_keypoints": object_keypoints(scored, threshold),
   }
 
@@ -192,7 +195,7 @@ def run_recall(run_dir, threshold: float, dataset_path: str | None = None,
   `threshold` raw pixels)."""
   _, heldout = load_run(run_dir, dataset_path)
   scored = score_heldout(inference.load_detector(run_dir), heldout, threshold, batch_size)
-  return dict(zip(scored.object_names, (float(v) for v in scored.per_object_recall)))
+  return scored.recall_by_object()
 
 
 def sweep_recall(sweep_dir: pathlib.Path, threshold: float, min_recall: float,
@@ -212,7 +215,7 @@ def sweep_recall(sweep_dir: pathlib.Path, threshold: float, min_recall: float,
                    "train_steps": config.train.num_steps})
       continue
     scored = score_heldout(inference.load_detector(run_dir), heldout, threshold, batch_size)
-    recall = dict(zip(scored.object_names, (float(v) for v in scored.per_object_recall)))
+    recall = scored.recall_by_object()
     names = names or tuple(recall)
     rows.append({"run": run_dir.name, "finished": True, "seed": config.train.seed,
                  "env": heldout.metadata.get("env"), "train_steps": config.train.num_steps,

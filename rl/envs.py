@@ -220,6 +220,16 @@ def chase_action(env_id: str, ram: np.ndarray) -> int:
   return lower if ball < player else raise_
 
 
+def policy_action(env_id: str, policy: str, ram: np.ndarray, rng: np.random.Generator,
+                  num_actions: int) -> int:
+  """One action of `policy` (one of `POLICIES`) given the latest RAM; draws from `rng` as
+  collection always has: one integer for the random policy, and for "chase" first the draw of
+  whether this step is random."""
+  if policy == POLICY or rng.random() < CHASE_RANDOM_FRACTION:
+    return int(rng.integers(num_actions))
+  return chase_action(env_id, ram)
+
+
 def _atari_episode(env_id: str, seed: int, max_frames: int, height: int, width: int,
                    policy: str = POLICY) -> tuple[np.ndarray, dict[str, np.ndarray]]:
   env_seed, policy_seed = np.random.SeedSequence(seed).generate_state(2)
@@ -231,10 +241,7 @@ def _atari_episode(env_id: str, seed: int, max_frames: int, height: int, width: 
     observation, _ = env.reset(seed=int(env_seed))
     frames, rams = [observation], [read_ram(env)]
     while len(frames) < max_frames:
-      if policy == POLICY or rng.random() < CHASE_RANDOM_FRACTION:
-        action = int(rng.integers(env.action_space.n))
-      else:
-        action = chase_action(env_id, rams[-1])
+      action = policy_action(env_id, policy, rams[-1], rng, env.action_space.n)
       observation, _, terminated, truncated, _ = env.step(action)
       frames.append(observation)
       rams.append(read_ram(env))
@@ -420,14 +427,15 @@ def collect_episode(env_id: str, seed: int, max_frames: int, height: int, width:
     ValueError: for an unknown environment id or a bad size (one line).
   """
   _check_sizes(height, width, max_frames)
-  _check_policy(env_id, policy)
+  check_policy(env_id, policy)
   env = parse_env_id(env_id)
   if env.source == "ale":
     return _atari_episode(env_id, seed, max_frames, height, width, policy)
   return _manipulator_episode(env.task, seed, max_frames, height, width, env.domain)
 
 
-def _check_policy(env_id: str, policy: str) -> None:
+def check_policy(env_id: str, policy: str) -> None:
+  """One-line ValueError unless `policy` is one of `POLICIES` and can play `env_id`."""
   if policy not in POLICIES:
     raise ValueError(f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
   if policy == "chase":
@@ -447,7 +455,7 @@ def dataset_metadata(env_id: str, height: int, width: int, seed: int,
   _check_sizes(height, width, max_episode_frames)
   if seed < 0:
     raise ValueError(f"seed must be >= 0, got {seed}")
-  _check_policy(env_id, policy)
+  check_policy(env_id, policy)
   env = parse_env_id(env_id)
   common = {"env": env_id, "height": height, "width": width, "seed": seed,
             "max_episode_frames": max_episode_frames, "policy": policy}

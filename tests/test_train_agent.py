@@ -226,7 +226,6 @@ def test_pixel_dqn_and_keyqn_ram_run_the_protocol_on_pong(tmp_path, agent, extra
   if agent == "keyqn_ram":
     # Pong's RAM puts objects on a quarter-pixel grid: the stored records are on it exactly,
     # unless the objects were jittered (the paddles are always shown).
-    from rl import agents  # pylint: disable=g-import-not-at-top
     records = np.asarray(restore_checkpoint(run_dir, 80)["replay"]["observation"])
     x = agents.ObjectObserver("ALE/Pong-v5").pixels(records)[..., 0]  # raw; NaN: hidden
     x = x[np.isfinite(x)]
