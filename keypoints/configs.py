@@ -59,6 +59,12 @@ def model_config(arch: str = "deepmind", **overrides) -> ml_collections.ConfigDi
       # statistics, keypoints, transport and the loss stay float32) for accelerators' fast
       # path. On XLA:CPU it runs about as fast as float32 and gains nothing.
       compute_dtype="float32",
+      # Rows at the top of the model's image (after the resize) that every frame is blanked in,
+      # input and reconstruction target alike (set to the centring's zero), so that nothing
+      # drawn there can draw a keypoint: a game's score, whose digits change when a point is
+      # won and look like the objects (Pong's are the paddles' colours). 0: none. Pong at
+      # 80x80: 9 (its score sits in rows 0-7, the top wall from row 9).
+      blank_top_rows=0,
       # Zhang et al.'s regularisers (used only by model_type "zhang"; keypoints.baselines).
       zhang=ml_collections.ConfigDict(dict(baselines.ZHANG_DEFAULTS)),
       **{k: tuple(v) if isinstance(v, tuple) else v for k, v in ARCHITECTURES[arch].items()},
@@ -117,6 +123,9 @@ def validate(model: ml_collections.ConfigDict, train: ml_collections.ConfigDict 
   if len({len(model.filters), len(model.kernels), len(model.strides)}) != 1:
     raise ValueError("filters, kernels and strides must have the same length")
   h, w = model.image_size
+  if not 0 <= model.blank_top_rows < h:
+    raise ValueError(f"blank_top_rows must be in [0, {h}) for image height {h}, got "
+                     f"{model.blank_top_rows}")
   stride = networks.feature_stride(model.strides)
   if h % stride or w % stride or h <= 0 or w <= 0:
     raise ValueError(f"image_size {tuple(model.image_size)} must be positive multiples of the "

@@ -229,6 +229,8 @@ class KeypointAutoencoder(nn.Module):
   # What the convolutions compute in (configs: compute_dtype): float32, or bfloat16 with
   # float32 parameters, norm statistics, keypoints, transport and loss.
   dtype: Any = jnp.float32
+  # Rows at the top of the image every frame is blanked in (configs: blank_top_rows).
+  blank_top_rows: int = 0
 
   def setup(self):
     # Subtracted from every input frame (and from the reconstruction target). 0.5 by default;
@@ -246,7 +248,13 @@ class KeypointAutoencoder(nn.Module):
                        self.softmax, self.coord_channels, self.dtype)
 
   def _normalize(self, images: jax.Array) -> jax.Array:
-    return normalize_images(images, jax.lax.stop_gradient(self.frame_mean))
+    normalized = normalize_images(images, jax.lax.stop_gradient(self.frame_mean))
+    if self.blank_top_rows:
+      # The centring's zero: the networks see nothing there, and the reconstruction target
+      # (normalised by this same method) holds nothing there to explain.
+      rows = jnp.arange(normalized.shape[1]) >= self.blank_top_rows
+      normalized = normalized * rows[:, None, None].astype(normalized.dtype)
+    return normalized
 
   def _keypoints(self, normalized: jax.Array, train: bool) -> jax.Array:
     return self.keypointer(normalized, train)[0]

@@ -58,7 +58,8 @@ def build_model(model_config: ml_collections.ConfigDict) -> networks.KeypointAut
       decoder_filters=model_config.decoder_filters,
       gauss_std=model_config.gauss_std,
       norm=model_config.norm,
-      dtype=jnp.dtype(model_config.compute_dtype))
+      dtype=jnp.dtype(model_config.compute_dtype),
+      blank_top_rows=int(model_config.blank_top_rows))
   psi = dict(softmax=model_config.softmax, coord_channels=bool(model_config.coord_channels))
   model_type = model_config.model_type
   if model_type == "transporter":
