@@ -68,8 +68,8 @@ _SCRIPT = textwrap.dedent("""
 def _on_four_devices(script: str) -> dict:
   """Runs `script` in a fresh interpreter over 4 host-platform CPU devices; its last line of
   output, as JSON."""
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             JAX_PLATFORMS="cpu")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
+      f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4").strip())
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, cwd=_ROOT, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]

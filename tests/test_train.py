@@ -4,6 +4,7 @@ import re
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -101,7 +102,7 @@ LEARNING = [("transporter", "float32", 600, 3), ("transporter", "bfloat16", 800,
 
 
 @pytest.mark.parametrize("model_type,dtype,steps,found", LEARNING)
-def test_model_learns_sprites(model_type, dtype, steps, found):
+def test_model_learns_sprites(model_type, dtype, steps, found, optimised):
   """A tiny model puts a keypoint on the sprites of held-out frames; untrained it does not."""
   size, k = 32, 4
   frames, positions = sprites.generate(12, 50, size=size, num_sprites=3, sprite_size=5, seed=0)
@@ -116,7 +117,8 @@ def test_model_learns_sprites(model_type, dtype, steps, found):
                                    (size, size), train_frames.mean(0) / 255.0)
   index = data_lib.make_pair_index(np.full(10, 50), tc.min_offset, tc.max_offset)
   device_frames = jnp.asarray(train_frames)
-  step = xla.jit(lambda s: train.sample_and_train(s, device_frames, index, tc.batch_size))
+  step = xla.jit(lambda s: train.sample_and_train(s, device_frames, index, tc.batch_size),
+                 compiler_options=optimised)
   detector = inference.Detector(net, {"params": state.params})
 
   def recall(state):
@@ -150,6 +152,42 @@ def test_mean_frame_centring_is_fixed_and_zeroes_static_background():
   np.testing.assert_allclose(out["target_image"], flat[4:8] / 255.0 - mean, atol=1e-6)
   with pytest.raises(ValueError, match="centering"):
     configs.validate(configs.model_config(centering="median"))
+
+
+def test_blanked_top_rows_are_invisible_to_the_model_and_the_detector():
+  # What is drawn in the blanked rows (a game's score) changes neither the keypoints, nor the
+  # loss, nor its gradient, nor the detector's output; without blanking it changes all of them.
+  frames, _ = _frames()
+  flat = frames.reshape(-1, 16, 16, 3)
+  scribbled = flat.copy()
+  scribbled[:, :5] = np.random.default_rng(0).integers(0, 256, scribbled[:, :5].shape)
+  for rows in (5, 0):
+    net, state, _ = _setup(blank_top_rows=rows)
+    loss_and_grad = jax.jit(lambda p, b: jax.value_and_grad(train.loss_fn, has_aux=True)(
+        p, state.batch_stats, state.apply_fn, b, jax.random.PRNGKey(1)))
+    grads, losses, keypoints = [], [], []
+    for f in (flat, scribbled):
+      batch = {"source": jnp.asarray(f[:4]), "target": jnp.asarray(f[4:8])}
+      (loss, (out, _)), g = loss_and_grad(state.params, batch)
+      grads.append(g)
+      losses.append(float(loss))
+      keypoints.append(out["target"]["keypoints"])
+      if rows:
+        assert float(jnp.abs(out["target_image"][:, :rows]).max()) == 0.0
+    detect = inference.Detector(net, train.model_variables(state.params, state.batch_stats))
+    moved = np.abs(detect(flat[:4]) - detect(scribbled[:4])).max()
+    grad_change = max(float(jnp.abs(a - b).max()) for a, b in zip(
+        jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])))
+    if rows:
+      assert moved == 0.0 and losses[0] == losses[1] and grad_change == 0.0
+      np.testing.assert_array_equal(keypoints[0], keypoints[1])
+    else:
+      assert moved > 1e-3 and losses[0] != losses[1] and grad_change > 0.0
+  with pytest.raises(ValueError, match="blank_top_rows"):
+    configs.validate(configs.model_config(image_size=(16, 16), blank_top_rows=16))
+  # Runs saved before the option existed read back with nothing blanked.
+  old = ml_collections.ConfigDict({"model": {"arch": "deepmind", "num_keypoints": 3}})
+  assert configs.complete(old).model.blank_top_rows == 0
 
 
 def test_cosine_schedule_warms_up_then_decays_to_its_floor():
