@@ -321,8 +321,8 @@ def test_several_steps_per_dispatch_take_the_same_steps(sprites_dir, finished_ru
   # The accelerator path (lax.scan over 5 steps a call), forced on the CPU: the same pairs and
   # updates as one step a call, so the same logs on the same steps. Only float rounding may
   # differ (a loop body can fuse differently): about 1e-5 of the loss over the first 20 steps;
-  # Adam then amplifies it (it divides each gradient entry by its own size), to about 2e-3
-  # by step 60.
+  # Adam then amplifies it (it divides each gradient entry by its own size): under 1% by step
+  # 40, and by step 60 from 2e-3 (optimised machine code) to 2.6% (the suite's unoptimised).
   run_dir = tmp_path / "chunked"
   result = _run(_cmd(sprites_dir, run_dir, "--steps_per_dispatch=5"))
   assert result.returncode == 0, result.stderr[-3000:]
@@ -334,9 +334,9 @@ def test_several_steps_per_dispatch_take_the_same_steps(sprites_dir, finished_ru
     return np.array([float(r[rows[0].index(name)]) for r in rows[1:]])
 
   for name in ("loss", "heldout_loss", "keypoint_spread"):
-    np.testing.assert_allclose(column(run_dir, name)[:4], column(finished_run, name)[:4],
-                               rtol=1e-4)
-    np.testing.assert_allclose(column(run_dir, name), column(finished_run, name), rtol=2e-2)
+    for rows, rtol in ((4, 1e-4), (8, 2e-2), (None, 1e-1)):  # to steps 20, 40, 60
+      np.testing.assert_allclose(column(run_dir, name)[:rows], column(finished_run, name)[:rows],
+                                 rtol=rtol)
   a, b = restore_checkpoint(run_dir, 60), restore_checkpoint(finished_run, 60)
   assert int(a["step"]) == 60
   np.testing.assert_array_equal(a["key"], b["key"])  # the same pairs were drawn
