@@ -73,16 +73,14 @@ def play(env_id: str, policy: str, steps: int, seed: int):
   return np.stack(frames), np.stack(rams)
 
 
-def on_rate(keypoints: np.ndarray, objects: np.ndarray, chosen: np.ndarray, threshold: float,
+def on_rate(on: np.ndarray, shown: np.ndarray,
             select: np.ndarray | None = None) -> list[float | None]:
-  """Per object m, the fraction of frames (of `select`) it is shown in with keypoint chosen[m]
-  within `threshold` pixels of it; None where it is never shown there."""
-  rates = []
-  for m, k in enumerate(chosen):
-    distance = np.linalg.norm(keypoints[:, k] - objects[:, m], axis=-1)
-    shown = np.isfinite(distance) & (True if select is None else select)
-    rates.append(float(np.mean(distance[shown] <= threshold)) if shown.any() else None)
-  return rates
+  """Per object, the fraction of the frames (of `select`, bool [T]) it is shown in with its
+  keypoint on it; None where it is never shown there. on, shown: bool [T, M]."""
+  if select is not None:
+    shown = shown & select[:, None]
+  return [float(np.mean(on[shown[:, m], m])) if shown[:, m].any() else None
+          for m in range(shown.shape[1])]
 
 
 def main(argv: Sequence[str]) -> None:
@@ -109,29 +107,30 @@ def main(argv: Sequence[str]) -> None:
   keypoints = evaluation.detect_all(detector, frames, _BATCH.value)  # raw frames: raw pixels
   score = ground_truth.player_score(env_id, rams)
   here = metrics.object_keypoints(keypoints, objects, _THRESHOLD.value)
+  shown = np.isfinite(objects).all(-1)  # [T, M]
+  # [T, M]: each object's held-out keypoint within the threshold of it (False where hidden).
+  on = metrics.on_object(keypoints, objects, _THRESHOLD.value)[:, chosen, np.arange(len(names))]
   summary = {
       "keypoint_run": str(_KEYPOINT_RUN.value), "env": env_id, "policy": _POLICY.value,
       "steps": _STEPS.value, "seed": _SEED.value, "threshold_raw_px": _THRESHOLD.value,
-      "objects": list(names), "shown": [float(v) for v in np.isfinite(objects).all(-1).mean(0)],
+      "objects": list(names), "shown": [float(v) for v in shown.mean(0)],
       "heldout_keypoints": held,
       "recall_any_keypoint": [float(v) for v in metrics.object_recall(keypoints, objects,
                                                                       _THRESHOLD.value)],
-      "recall_heldout_keypoint": on_rate(keypoints, objects, chosen, _THRESHOLD.value),
+      "recall_heldout_keypoint": on_rate(on, shown),
       "keypoint_here": [int(k) for k in here["keypoint"]],
       "recall_keypoint_here": [float(v) for v in here["recall"]],
   }
   if score is not None:
     summary["by_player_score"] = {
         int(s): {"frames": int(np.sum(score == s)),
-                 "recall_heldout_keypoint": on_rate(keypoints, objects, chosen,
-                                                    _THRESHOLD.value, score == s)}
+                 "recall_heldout_keypoint": on_rate(on, shown, score == s)}
         for s in np.unique(score)}
   (out / "probe.json").write_text(json.dumps(summary, indent=2))
   np.savez_compressed(out / "keypoints.npz", keypoints=keypoints, objects=objects,
                       player_score=score if score is not None else np.zeros(0))
 
-  distance = np.linalg.norm(keypoints[:, chosen] - objects, axis=-1)  # [T, M]
-  missed = np.where((distance > _THRESHOLD.value).any(-1))[0][:_GIF_FRAMES.value]
+  missed = np.where((shown & ~on).any(-1))[0][:_GIF_FRAMES.value]
   if len(missed):
     visualize.write_gif(out / "misses.gif", visualize.overlay(
         frames[missed], keypoints[missed], scale=2, objects=objects[missed]), fps=4)
