@@ -5,12 +5,16 @@ import importlib
 import pkgutil
 import re
 
+import numpy as np
 import pytest
 
 from experiments import configs as configs_pkg
 from experiments import harness
 from keypoints import configs as configs_lib
+from keypoints import data
+from keypoints import ground_truth
 from rl import agents
+from rl import envs
 from rl import options
 
 _MODULES = sorted(m.name for m in pkgutil.iter_modules(configs_pkg.__path__)
@@ -62,3 +66,30 @@ def test_explore_config_passes_the_explorer_checks():
   config.keypoint_run = "runs/any"  # the keypoints explorer refuses to start without one
   options.validate_config(config)
   harness.validate_cadence(config)
+
+
+def test_pong_config_blanks_the_score_and_nothing_that_moves():
+  # A real Pong game under the random policy, at the config's image size: every pixel that
+  # changes away from the paddles and the ball (the score's digits) lies in the blanked rows,
+  # and every change at a paddle or the ball lies below them. Pong at 80x80 draws the score in
+  # rows 0-7 and its objects from row 13, so any value from 8 to 13 passes.
+  config = _module("pong").get_config()
+  rows, size = config.model.blank_top_rows, tuple(config.model.image_size)
+  frames, truth = envs.collect_episode("ALE/Pong-v5", seed=0, max_frames=2000, height=size[0],
+                                       width=size[1])
+  raw = (ground_truth.RAW_HEIGHT, ground_truth.RAW_WIDTH)
+  centres = data.resize_points(ground_truth.atari_positions("ALE/Pong-v5", truth["ram"]), raw,
+                               size)
+  assert truth["ram"][-1, 13] > truth["ram"][1, 13], "the enemy's score never changed"
+  # The reset frame draws no walls yet: changes are counted from the first step on.
+  changed = np.abs(np.diff(frames[1:].astype(np.int32), axis=0)).sum(-1) > 0  # [T-2, H, W]
+  ys, xs = np.mgrid[:size[0], :size[1]]
+  at_object = np.zeros_like(changed)
+  for t in range(len(changed)):
+    for x, y in np.concatenate([centres[t + 1], centres[t + 2]]):
+      if not np.isnan(x):  # within the sprite's extent (a paddle spans 6 rows) and a margin
+        at_object[t] |= (np.abs(xs - x) <= 4) & (np.abs(ys - y) <= 5)
+  score_rows = np.nonzero((changed & ~at_object).any(axis=(0, 2)))[0]
+  object_rows = np.nonzero((changed & at_object).any(axis=(0, 2)))[0]
+  assert len(score_rows) and score_rows.max() < rows, (score_rows, rows)
+  assert object_rows.min() >= rows, (object_rows.min(), rows)

@@ -19,6 +19,7 @@ from experiments.configs import pong
 
 def get_config():
   config = pong.get_config()
+  config.model.blank_top_rows = 0  # the maze reaches the top rows (the score is at the bottom)
   config.dataset.path = "data/mspacman"
   config.train.num_steps = 7000
   return config

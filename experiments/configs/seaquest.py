@@ -16,6 +16,7 @@ from experiments.configs import pong
 
 def get_config():
   config = pong.get_config()
+  config.model.blank_top_rows = 0  # its documented detectors (README) were trained seeing every row
   config.dataset.path = "data/seaquest"
   config.train.num_steps = 7000
   return config
