@@ -40,7 +40,9 @@ def test_keypoint_explorer_writes_coverage_and_resumes_bit_exactly(
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((straight / "explore.json").read_text())
   assert summary["explorer"] == "keypoints" and summary["step"] == 240
-  assert summary["rooms"] == [1] and summary["cells"][0] >= summary["positions"][0] > 1
+  # Cells bin the RAM's coordinates and positions the screen's: both grow, neither bounds the
+  # other.
+  assert summary["rooms"] == [1] and summary["cells"][0] > 1 and summary["positions"][0] > 1
   for picture in ("coverage.png", "visited.png", "options.gif"):
     assert (straight / "images" / picture).stat().st_size > 0
   rows = (straight / "metrics.csv").read_text().splitlines()
