@@ -242,6 +242,12 @@ def object_names(env_id: str) -> tuple[str, ...]:
   return tuple(o.name for o in _game(env_id).objects)
 
 
+def field(env_id: str) -> tuple[float, float, float, float]:
+  """The part of the raw screen where the game's objects can be seen, (x_min, y_min, x_max,
+  y_max) in raw pixels; ValueError (one line) for a game not in `SUPPORTED_GAMES`."""
+  return _game(env_id).field
+
+
 def player_score(env_id: str, ram: np.ndarray) -> np.ndarray | None:
   """The player's score shown on the screen, int [T] for RAM [T, 128] (Pong); None for a game
   whose score byte is not mapped."""

@@ -68,28 +68,39 @@ def test_explore_config_passes_the_explorer_checks():
   harness.validate_cadence(config)
 
 
-def test_pong_config_blanks_the_score_and_nothing_that_moves():
-  # A real Pong game under the random policy, at the config's image size: every pixel that
-  # changes away from the paddles and the ball (the score's digits) lies in the blanked rows,
-  # and every change at a paddle or the ball lies below them. Pong at 80x80 draws the score in
-  # rows 0-7 and its objects from row 13, so any value from 8 to 13 passes.
-  config = _module("pong").get_config()
+# The game configs that blank their score's rows, the ALE game each reads, and the policy whose
+# play changes the score within a short game.
+_BLANKING = [("pong", "ALE/Pong-v5", envs.POLICY), ("breakout_chase", "ALE/Breakout-v5", "chase")]
+
+
+@pytest.mark.parametrize("name,env_id,policy", _BLANKING)
+def test_config_blanks_the_score_and_nothing_that_moves(name, env_id, policy):
+  # A real game at the config's image size: every pixel that changes away from the game's
+  # objects (the score's digits) lies in the blanked rows, every change at an object lies below
+  # them, and the blanked rows end above the field where the objects can be (ground_truth's
+  # field, raw rows). At 80x80 Pong draws its score in rows 0-7 and its field starts at raw row
+  # 34, inside row 12, so any value from 8 to 12 passes; Breakout draws score and lives in rows
+  # 2-5 and its field starts below the top wall at raw row 32, so any value from 6 to 12 passes
+  # (a chasing paddle keeps the ball in play long enough to break bricks).
+  config = _module(name).get_config()
   rows, size = config.model.blank_top_rows, tuple(config.model.image_size)
-  frames, truth = envs.collect_episode("ALE/Pong-v5", seed=0, max_frames=2000, height=size[0],
-                                       width=size[1])
+  frames, truth = envs.collect_episode(env_id, seed=0, max_frames=2000, height=size[0],
+                                       width=size[1], policy=policy)
   raw = (ground_truth.RAW_HEIGHT, ground_truth.RAW_WIDTH)
-  centres = data.resize_points(ground_truth.atari_positions("ALE/Pong-v5", truth["ram"]), raw,
-                               size)
-  assert truth["ram"][-1, 13] > truth["ram"][1, 13], "the enemy's score never changed"
+  centres = data.resize_points(ground_truth.atari_positions(env_id, truth["ram"]), raw, size)
   # The reset frame draws no walls yet: changes are counted from the first step on.
   changed = np.abs(np.diff(frames[1:].astype(np.int32), axis=0)).sum(-1) > 0  # [T-2, H, W]
   ys, xs = np.mgrid[:size[0], :size[1]]
   at_object = np.zeros_like(changed)
   for t in range(len(changed)):
     for x, y in np.concatenate([centres[t + 1], centres[t + 2]]):
-      if not np.isnan(x):  # within the sprite's extent (a paddle spans 6 rows) and a margin
-        at_object[t] |= (np.abs(xs - x) <= 4) & (np.abs(ys - y) <= 5)
+      if not np.isnan(x):  # within the sprite's extent (a Pong paddle spans 6 rows, a
+        # Breakout paddle 8 columns) and a margin; a brick breaks where the ball is
+        at_object[t] |= (np.abs(xs - x) <= 5) & (np.abs(ys - y) <= 5)
   score_rows = np.nonzero((changed & ~at_object).any(axis=(0, 2)))[0]
   object_rows = np.nonzero((changed & at_object).any(axis=(0, 2)))[0]
-  assert len(score_rows) and score_rows.max() < rows, (score_rows, rows)
+  assert len(score_rows), "the score never changed"
+  assert score_rows.max() < rows, (score_rows, rows)
   assert object_rows.min() >= rows, (object_rows.min(), rows)
+  field_top = ground_truth.field(env_id)[1]
+  assert rows * ground_truth.RAW_HEIGHT / size[0] <= field_top, (rows, field_top)
