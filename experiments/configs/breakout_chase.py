@@ -1,7 +1,7 @@
 """Breakout keypoints for agents: breakout.py's recipe on a chasing paddle's frames, score blanked.
 
-python -m experiments.collect_frames --env=ALE/Breakout-v5 --policy=chase \
-    --out=data/breakout_chase --episodes=20 --max_episode_frames=1500
+python -m experiments.collect_frames --env=ALE/Breakout-v5 --out=data/breakout_chase \
+    --policy=chase --episodes=20 --max_episode_frames=1500
 python -m experiments.train_transporter --config=experiments/configs/breakout_chase.py \
     --run_dir=runs/breakout_chase_blank/seed=0
 
