@@ -14,10 +14,10 @@ frames (16,446 frames, 20 games up to 1,444 frames, scores up to 42), 1.000 and 
 and 0.964 on random play. The score and lives (rows 2-5 at 80x80) are blanked
 (`model.blank_top_rows`), so that the changing digits cannot draw a keypoint; the field starts
 below the top wall (rows 6-11). Not robust over training seeds: only seed 0 (above) of seeds
-0-2 finds both objects; seeds 1 and 2 park their keypoints on the brick wall's bottom edge,
-neither 7,000 steps nor `train.max_offset=5` rescues them, `model.num_keypoints=16`
-does (1.00 / 0.96 and 1.00 / 0.98; not yet the default, seeds 0, 3, 4 to run). README, "KeyQN on Breakout's
-chasing-play detector".
+0-2 finds both objects; seeds 1 and 2 park their keypoints on the brick wall's bottom edge.
+Neither 7,000 steps nor `train.max_offset=5` rescues them; `model.num_keypoints=16` does
+(1.00 / 0.96 and 1.00 / 0.98; not yet the default, seeds 0, 3 and 4 to run). README, "KeyQN
+on Breakout's chasing-play detector".
 """
 
 from experiments.configs import breakout
