@@ -11,7 +11,11 @@ detector call on the N raw frames), acting (one vmapped Q-network call), replay 
 batch per member) and the update (one vmapped double-DQN step, batch 32). The sum is an agent
 step with one update, as the default config trains; "steps_per_s" counts agent steps of each
 member (so 5 seeds at 100 steps/s means 500 environment steps a second); "hours_100k" is
-100,000 such steps. Without --keypoint_run KeyQN reads an untrained detector of the main job's
+100,000 such steps. "update_gflop" / "observe_gflop" are XLA's FLOP counts of the update
+and of the detector call, "update_gflops" / "observe_gflops" what they achieve in the measured
+time, to set against the "ceiling/matmul" row (a 2048^3 float32 matmul on this machine): a
+population whose calls run near the ceiling is compute-bound, and its members cost their FLOPs.
+Without --keypoint_run KeyQN reads an untrained detector of the main job's
 size (the compute is the same).
 
 Evaluation rows ("eval_g<G>"): one evaluation step with every member playing G games side by
@@ -128,6 +132,12 @@ def time_agent(name: str, num_seeds: int, steps: int) -> dict:
           rngs, config.learner.batch_size)), steps),
       "update_ms": timing.median_ms(update, steps),
   }
+  # XLA's FLOP counts of the two compiled calls that do arithmetic: the population's update
+  # and KeyQN's detector call (pixel DQN's observer only hands on preprocessed frames).
+  update_gflop = timing.xla_flops(learner.update.lower(learner.state, vars(batch[0]))) / 1e9
+  detector = getattr(agent.observer, "detector", None)
+  observe_gflop = None if detector is None else timing.xla_flops(
+      detector.lower(frames, features=agent.observer.use_features)) / 1e9
   actors.close()
   total = sum(parts.values())
   return {"name": f"{_row_name(name)}/{_GAME.value}/seeds{num_seeds}",
@@ -135,7 +145,12 @@ def time_agent(name: str, num_seeds: int, steps: int) -> dict:
           "element_shape": list(agent.observer.element_shape),
           **{k: round(v, 3) for k, v in parts.items()},
           "step_ms": round(total, 3), "steps_per_s": round(1e3 / total, 1),
-          "hours_100k": round(100_000 * total / 1e3 / 3600, 2)}
+          "hours_100k": round(100_000 * total / 1e3 / 3600, 2),
+          "update_gflop": round(update_gflop, 4),
+          "update_gflops": round(update_gflop / parts["update_ms"] * 1e3, 1),
+          "observe_gflop": None if observe_gflop is None else round(observe_gflop, 4),
+          "observe_gflops": None if observe_gflop is None else round(
+              observe_gflop / parts["observe_ms"] * 1e3, 1)}
 
 
 def time_evaluation(name: str, num_seeds: int, games: int, steps: int) -> dict:
@@ -156,16 +171,20 @@ def time_evaluation(name: str, num_seeds: int, games: int, steps: int) -> dict:
 
 def main(argv):
   del argv
-  rows = []
+  rows = [{"name": "ceiling/matmul", "gflops": round(timing.matmul_ceiling_gflops(), 1)}]
+  print(f"ceiling: a 2048^3 float32 matmul at {rows[0]['gflops']:.1f} GFLOP/s")
   print(f"{'row':34s} {'env':>7s} {'observe':>8s} {'act':>6s} {'sample':>7s} {'update':>7s} "
-        f"{'step ms':>8s} {'steps/s':>8s} {'h/100k':>7s}")
+        f"{'step ms':>8s} {'steps/s':>8s} {'h/100k':>7s} {'upd GFLOP/s':>11s} "
+        f"{'obs GFLOP/s':>11s}")
   for name in _AGENTS.value:
     for seeds in _SEEDS.value:
       row = time_agent(name, int(seeds), _STEPS.value)
       rows.append(row)
       print(f"{row['name']:34s} {row['env_ms']:7.2f} {row['observe_ms']:8.2f} "
             f"{row['act_ms']:6.2f} {row['sample_ms']:7.2f} {row['update_ms']:7.2f} "
-            f"{row['step_ms']:8.2f} {row['steps_per_s']:8.1f} {row['hours_100k']:7.2f}",
+            f"{row['step_ms']:8.2f} {row['steps_per_s']:8.1f} {row['hours_100k']:7.2f} "
+            f"{row['update_gflops']:11.1f} "
+            f"{'-' if row['observe_gflops'] is None else row['observe_gflops']:>11}",
             flush=True)
   for name in _AGENTS.value:
     for seeds in _SEEDS.value:

@@ -60,16 +60,14 @@ def peak_rss_mib() -> float:
 
 
 def ceiling_rows() -> list[dict]:
-  a = jnp.ones((2048, 2048), jnp.float32)
-  mm = jax.jit(lambda a: a @ a)
-  t = timing.median_seconds(lambda: mm(a), 5)
+  matmul = timing.matmul_ceiling_gflops()
   x = jnp.ones((32, 40, 40, 64), jnp.float32)
   w = jnp.ones((3, 3, 64, 64), jnp.float32) * 0.01
   conv = xla.jit(lambda x, w: jax.lax.conv_general_dilated(
       x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
   tc = timing.median_seconds(lambda: conv(x, w), 5)
   conv_flops = 2 * 32 * 40 * 40 * 9 * 64 * 64
-  return [{"name": "ceiling/matmul", "gflops": 2 * 2048**3 / t / 1e9},
+  return [{"name": "ceiling/matmul", "gflops": matmul},
           {"name": "ceiling/conv", "gflops": conv_flops / tc / 1e9}]
 
 
@@ -106,13 +104,7 @@ def _train_step_fn(arch: str, batch: int, dtype: str = "float32", per_dispatch: 
                        donate_argnums=0).lower(state, frames, index).compile()
   # One step's FLOPs: the lowered program's count where the backend gives one (the CUDA backend
   # does not), else the compiled call's, which counts a scan's body once, so one step too.
-  flops = float("nan")
-  for source in (lowered, compiled):
-    cost = source.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    if cost and cost.get("flops", -1) > 0:
-      flops = per_dispatch * float(cost["flops"])
-      break
+  flops = per_dispatch * timing.xla_flops(lowered, compiled)
   holder = [state]
 
   def run():

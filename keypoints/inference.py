@@ -84,6 +84,14 @@ class Detector:
     kp = self._detect(self.variables, jnp.asarray(images))
     return to_pixels(np.asarray(kp), self.feature_size, self.image_size, size)
 
+  def lower(self, frames, features: bool = False) -> jax.stages.Lowered:
+    """The jitted network call of `__call__` on `frames` (of `features` with features=True),
+    lowered: its `cost_analysis()` is XLA's count of the call's FLOPs (the benchmarks' use);
+    resizing the frames on the host is not part of it."""
+    images, _ = self._prepare(frames)
+    return (self._features if features else self._detect).lower(self.variables,
+                                                                jnp.asarray(images))
+
   def features(self, frames) -> tuple[np.ndarray, np.ndarray]:
     """uint8 [N, H, W, 3] -> ((x, y) pixels [N, K, 2], Phi features at them [N, K, C])."""
     images, size = self._prepare(frames)

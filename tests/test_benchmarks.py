@@ -56,14 +56,22 @@ def test_agents_benchmark_times_training_and_evaluation_steps(tmp_path):
   out = tmp_path / "agents.json"
   result = subprocess.run(
       [sys.executable, "-m", "benchmarks.agents", "--agents=pixel_dqn", "--env_id=catch",
-       "--seeds=2", "--eval_games=1,3", "--steps=2", f"--json_out={out}"],
+       "--seeds=1,2", "--eval_games=1,3", "--steps=2", f"--json_out={out}"],
       capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   rows = {r["name"]: r for r in json.loads(out.read_text())}
-  assert set(rows) == {"pixel_dqn/catch/seeds2", "pixel_dqn/catch/seeds2/eval_g1",
-                       "pixel_dqn/catch/seeds2/eval_g3"}
-  train = rows["pixel_dqn/catch/seeds2"]
-  assert train["update_ms"] > 0 and train["steps_per_s"] > 0
+  assert set(rows) == {"ceiling/matmul"} | {
+      f"pixel_dqn/catch/seeds{n}{suffix}" for n in (1, 2) for suffix in ("", "/eval_g1",
+                                                                          "/eval_g3")}
+  assert rows["ceiling/matmul"]["gflops"] > 0
+  one, two = rows["pixel_dqn/catch/seeds1"], rows["pixel_dqn/catch/seeds2"]
+  for train in (one, two):
+    assert train["update_ms"] > 0 and train["steps_per_s"] > 0
+    assert train["observe_gflop"] is None  # pixel DQN's observer does no arithmetic
+    assert abs(train["update_gflops"] - 1e3 * train["update_gflop"] / train["update_ms"]) < \
+        0.1 + 0.01 * train["update_gflops"]
+  # A population's update does every member's arithmetic: two members, twice one's FLOPs.
+  assert abs(two["update_gflop"] / one["update_gflop"] - 2) < 0.05
   for games in (1, 3):
     row = rows[f"pixel_dqn/catch/seeds2/eval_g{games}"]
     assert abs(row["eval_steps_per_s"] - 1e3 * games / row["eval_step_ms"]) < 0.1 + 0.01 * \
@@ -79,7 +87,9 @@ def test_agents_benchmark_times_keyqn_with_and_without_features(tmp_path, flag, 
        "--env_id=catch", "--seeds=1", "--eval_games=", "--steps=2", f"--json_out={out}"],
       capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
-  (row,) = json.loads(out.read_text())
+  ceiling, row = json.loads(out.read_text())
+  assert ceiling["name"] == "ceiling/matmul"
   assert row["name"] == f"{name}/catch/seeds1"
   assert row["element_shape"][-1] == record  # positions alone (the default), or with features
   assert row["observe_ms"] > 0 and row["update_ms"] > 0
+  assert row["observe_gflop"] > 0 and row["update_gflop"] > 0
